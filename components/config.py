@@ -1,0 +1,510 @@
+"""Typed stack configuration for webha.
+
+The stack config is read once (``load_stack_config``), validated here with pydantic, and handed to
+the components as typed objects. Every check that can be made before touching a machine is made
+here, so that ``pulumi preview`` fails with a message that names the offending field
+(``webha:vrrp.virtualRouterId: ...``) instead of a half-built tier failing later.
+
+Secrets (the DB app password, the VRRP auth password) are ``SecretStr`` so they never appear in a
+repr, a log line or an error message; the loader refuses them when they were not stored with
+``pulumi config set --secret``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from decimal import Decimal
+from typing import Any, Literal, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "webha"
+SECRET_KEYS = ("dbPassword", "vrrpAuthPass")
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SHELL_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+_SQL_IDENT = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+class ConfigError(ValueError):
+    """A stack config problem; the message names the field, e.g. ``webha:vrrp.vip``."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _check_fqdn(value: str) -> str:
+    value = value.lower()
+    labels = value.split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"{value!r} is not a valid hostname (letters, digits, '-', dots)")
+    return value
+
+
+def _check_path(value: str) -> str:
+    if not _SHELL_SAFE_PATH.match(value) or "/../" in value + "/":
+        raise ValueError(f"{value!r} must be an absolute path of [A-Za-z0-9._/-]")
+    return value
+
+
+class LibvirtConfig(_Model):
+    uri: str = "qemu:///system"
+    # "kvm" for real hosts; "qemu" (TCG) where /dev/kvm does not run guests.
+    domain_type: Literal["kvm", "qemu"] = "kvm"
+    pool: str = "default"
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if not re.match(r"^qemu(\+[a-z]+)?://[^\s]*/(system|session)(\?[^\s]*)?$", v):
+            raise ValueError(f"{v!r} is not a libvirt qemu URI such as qemu:///system")
+        return v
+
+
+class NetworkConfig(_Model):
+    name: str = "webha"
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    # isolated: no forward (the host reaches guests over the bridge); nat: libvirt NAT.
+    mode: Literal["isolated", "nat"] = "isolated"
+    # Interface name inside the guests (keepalived binds the VIP here).
+    interface: str = "eth0"
+    domain: str = "itcast.cn"
+    dns: list[ipaddress.IPv4Address] = Field(default_factory=list)
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _strict_cidr(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                ipaddress.IPv4Network(v, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{v!r} is not an IPv4 network in CIDR form ({exc})") from None
+            if "/" not in v:
+                raise ValueError(f"{v!r} needs a prefix length, e.g. 10.1.1.0/24")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_-]{1,32}$", v):
+            raise ValueError(f"{v!r} must be 1-32 of [A-Za-z0-9_-]")
+        return v
+
+    @field_validator("interface")
+    @classmethod
+    def _ifname(cls, v: str) -> str:
+        if not _IFNAME.match(v):
+            raise ValueError(f"{v!r} is not a Linux interface name")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        return _check_fqdn(v)
+
+    @model_validator(mode="after")
+    def _gateway_in_subnet(self) -> "NetworkConfig":
+        if self.cidr.prefixlen > 29:
+            raise ValueError(f"cidr: {self.cidr} is too small for 3 hosts, a gateway and a VIP")
+        if self.gateway not in self.cidr or self.gateway in (
+            self.cidr.network_address,
+            self.cidr.broadcast_address,
+        ):
+            raise ValueError(f"gateway: {self.gateway} is not a usable address of {self.cidr}")
+        return self
+
+
+class ImageConfig(_Model):
+    # A local path (or http(s) URL the libvirt host can read) of a qcow2 cloud image.
+    source: str
+    # Optional direct kernel boot (used by the test image built from Debian packages).
+    kernel: Optional[str] = None
+    initrd: Optional[str] = None
+    cmdline: Optional[str] = None
+    os_family: Literal["debian", "rhel"] = "debian"
+    disk_size_gib: int = Field(default=8, ge=2, le=2048)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not (v.startswith("/") or re.match(r"^https?://", v)):
+            raise ValueError(f"{v!r} must be an absolute path or an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _kernel_pair(self) -> "ImageConfig":
+        if bool(self.kernel) != bool(self.initrd):
+            raise ValueError("kernel and initrd must be given together for direct kernel boot")
+        if self.cmdline and not self.kernel:
+            raise ValueError("cmdline is only used with kernel/initrd (direct kernel boot)")
+        return self
+
+
+class SshConfig(_Model):
+    user: str = "root"
+    # Path of the private key on the machine running pulumi; ``<path>.pub`` is put in the guests.
+    private_key_path: str
+    port: int = Field(default=22, ge=1, le=65535)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", v):
+            raise ValueError(f"{v!r} is not a valid Unix user name")
+        return v
+
+
+class HostConfig(_Model):
+    name: str
+    fqdn: str
+    ip: ipaddress.IPv4Address
+    role: Literal["web", "db"]
+    memory: int = Field(default=1024, ge=256, description="MiB")
+    vcpus: int = Field(default=1, ge=1, le=64)
+    # VRRP priority, web nodes only: the highest is the preferred holder of the VIP.
+    priority: Optional[int] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _HOST_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a valid short hostname")
+        return v
+
+    @field_validator("fqdn")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        v = _check_fqdn(v)
+        if "." not in v:
+            raise ValueError(f"{v!r} is not fully qualified (expected e.g. web01.itcast.cn)")
+        return v
+
+    @model_validator(mode="after")
+    def _priority(self) -> "HostConfig":
+        if self.role == "web":
+            if self.priority is None:
+                raise ValueError("priority: required for web hosts (1-254)")
+            if not 1 <= self.priority <= 254:
+                raise ValueError(f"priority: {self.priority} is outside 1-254")
+        elif self.priority is not None:
+            raise ValueError("priority: only web hosts take part in VRRP")
+        return self
+
+
+class HealthCheckConfig(_Model):
+    """``vrrp_script check_nginx``: weight 0 puts the node in FAULT (instant give-up)."""
+
+    interval: Decimal = Field(default=Decimal("1"), gt=0, le=60)
+    timeout: Decimal = Field(default=Decimal("1"), gt=0, le=60)
+    fall: int = Field(default=1, ge=1, le=10)
+    rise: int = Field(default=2, ge=1, le=10)
+    weight: int = Field(default=0, ge=-253, le=253)
+    # Also watch the nginx process through keepalived's process table (instant on crash).
+    track_process: bool = True
+
+
+class VrrpConfig(_Model):
+    vip: ipaddress.IPv4Address
+    virtual_router_id: int = 51
+    version: Literal[2, 3] = 3
+    advert_int: Decimal = Decimal("0.25")
+    preempt: bool = False
+    preempt_delay: Optional[int] = Field(default=None, ge=0, le=1000)
+    unicast: bool = True
+    strict: bool = False
+    auth_type: Literal["none", "PASS"] = "none"
+    garp_master_delay: int = Field(default=1, ge=0, le=255)
+    health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
+
+    @field_validator("virtual_router_id")
+    @classmethod
+    def _vrid(cls, v: int) -> int:
+        if not 1 <= v <= 255:
+            raise ValueError(f"{v} is outside 1-255")
+        return v
+
+    @model_validator(mode="after")
+    def _protocol_rules(self) -> "VrrpConfig":
+        adv = self.advert_int
+        if self.version == 2:
+            if adv != adv.to_integral_value() or not 1 <= adv <= 255:
+                raise ValueError(
+                    f"advertInt: {adv} is invalid for VRRPv2 (whole seconds 1-255; "
+                    "sub-second adverts need version: 3)"
+                )
+        else:
+            if not Decimal("0.01") <= adv <= Decimal("40.95") or adv % Decimal("0.01"):
+                raise ValueError(
+                    f"advertInt: {adv} is invalid for VRRPv3 (0.01-40.95 s in 10 ms steps)"
+                )
+        if self.auth_type == "PASS" and self.version == 3:
+            raise ValueError("authType: PASS authentication does not exist in VRRPv3 (use none)")
+        if self.strict and self.unicast:
+            raise ValueError("strict: vrrp_strict forbids unicast peers; set strict: false")
+        if self.strict and self.auth_type != "none":
+            raise ValueError("strict: vrrp_strict forbids authentication; set authType: none")
+        if self.preempt_delay is not None and not self.preempt:
+            raise ValueError("preemptDelay: only meaningful with preempt: true")
+        hc = self.health_check
+        if not self.preempt and hc.weight != 0:
+            raise ValueError(
+                f"healthCheck.weight: {hc.weight} cannot move the VIP with preempt: false "
+                "(a nopreempt backup never takes over from a live master); use weight 0 (FAULT)"
+            )
+        if hc.timeout > hc.interval * 10:
+            raise ValueError("healthCheck.timeout: longer than 10 intervals")
+        return self
+
+
+class DatabaseConfig(_Model):
+    name: str = "ds_shop"
+    app_user: str = "dsshop"
+    # Hosts the app user may connect from; empty = exactly the web hosts' IPs.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    source_host: str = "web01"
+    target_host: str = "mysql01"
+    # Test stacks only: load the sample shop into the source when it has no ds_shop yet.
+    seed_sample: bool = False
+
+    @field_validator("name", "app_user")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _SQL_IDENT.match(v):
+            raise ValueError(f"{v!r} must be 1-32 of [A-Za-z0-9_]")
+        if v.lower() == "root":
+            raise ValueError("the app must never use root")
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for host in v:
+            if not re.match(r"^(\d{1,3}\.){3}(\d{1,3}|%)$|^(\d{1,3}\.){2}%$", host):
+                raise ValueError(f"{host!r} must be an IPv4 address or a pattern like 10.1.1.%")
+            if host == "%":
+                raise ValueError("'%' would let the app user in from anywhere")
+        return v
+
+
+class AppConfig(_Model):
+    root: str = "/home/www"
+    database_php: str = "/home/www/application/database.php"
+    server_name: str = "shop.itcast.cn"
+    http_port: int = Field(default=80, ge=1, le=65535)
+
+    _paths = field_validator("root", "database_php")(classmethod(lambda cls, v: _check_path(v)))
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name(cls, v: str) -> str:
+        return _check_fqdn(v)
+
+    @model_validator(mode="after")
+    def _php_inside_root(self) -> "AppConfig":
+        if not self.database_php.startswith(self.root.rstrip("/") + "/"):
+            raise ValueError(f"databasePhp: {self.database_php} is not under root {self.root}")
+        return self
+
+
+class PackagesConfig(_Model):
+    mirror: Optional[str] = None
+    proxy: Optional[str] = None
+
+    @field_validator("mirror", "proxy")
+    @classmethod
+    def _url(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^https?://[A-Za-z0-9.:@/_%-]+$", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+
+class StackConfig(_Model):
+    libvirt: LibvirtConfig = Field(default_factory=LibvirtConfig)
+    network: NetworkConfig
+    image: ImageConfig
+    ssh: SshConfig
+    hosts: list[HostConfig]
+    vrrp: VrrpConfig
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    app: AppConfig = Field(default_factory=AppConfig)
+    packages: PackagesConfig = Field(default_factory=PackagesConfig)
+    db_password: SecretStr
+    vrrp_auth_pass: Optional[SecretStr] = None
+
+    @field_validator("db_password")
+    @classmethod
+    def _db_password(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if len(raw) < 12:
+            raise ValueError("must be at least 12 characters")
+        if any(c in raw for c in "'\"\\\n\r\0"):
+            raise ValueError("must not contain quotes, backslashes or line breaks")
+        return v
+
+    @model_validator(mode="after")
+    def _topology(self) -> "StackConfig":
+        net = self.network
+        names = [h.name for h in self.hosts]
+        for field, values in (
+            ("name", names),
+            ("fqdn", [h.fqdn for h in self.hosts]),
+            ("ip", [h.ip for h in self.hosts]),
+        ):
+            dupes = sorted({str(v) for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"hosts: duplicate {field} {', '.join(dupes)}")
+        for i, host in enumerate(self.hosts):
+            if host.ip not in net.cidr or host.ip in (
+                net.cidr.network_address,
+                net.cidr.broadcast_address,
+            ):
+                raise ValueError(f"hosts[{i}].ip: {host.ip} is not a usable address of {net.cidr}")
+            if host.ip == net.gateway:
+                raise ValueError(f"hosts[{i}].ip: {host.ip} is the gateway address")
+        webs = [h for h in self.hosts if h.role == "web"]
+        dbs = [h for h in self.hosts if h.role == "db"]
+        if len(webs) < 2:
+            raise ValueError(f"hosts: {len(webs)} web host(s); VRRP needs at least two")
+        if len(dbs) != 1:
+            raise ValueError(f"hosts: exactly one db host is needed, got {len(dbs)}")
+        prios = [h.priority for h in webs]
+        if len(set(prios)) != len(prios):
+            raise ValueError(f"hosts: web priorities must differ, got {prios}")
+        vip = self.vrrp.vip
+        if vip not in net.cidr or vip in (net.cidr.network_address, net.cidr.broadcast_address):
+            raise ValueError(f"vrrp.vip: {vip} is outside the network {net.cidr}")
+        if vip == net.gateway:
+            raise ValueError(f"vrrp.vip: {vip} is the gateway address")
+        taken = {h.ip: h.name for h in self.hosts}
+        if vip in taken:
+            raise ValueError(f"vrrp.vip: {vip} is already {taken[vip]}'s address")
+        hc = self.vrrp.health_check
+        if hc.weight < 0:
+            top, second = sorted(prios, reverse=True)[:2]
+            if top + hc.weight >= second:
+                raise ValueError(
+                    f"vrrp.healthCheck.weight: {hc.weight} cannot move the VIP "
+                    f"({top}{hc.weight} is not below the backup's {second})"
+                )
+        db = self.database
+        if db.source_host not in names or self.host(db.source_host).role != "web":
+            raise ValueError(f"database.sourceHost: {db.source_host!r} is not a web host")
+        if db.target_host not in names or self.host(db.target_host).role != "db":
+            raise ValueError(f"database.targetHost: {db.target_host!r} is not the db host")
+        auth = self.vrrp_auth_pass
+        if self.vrrp.auth_type == "PASS":
+            if auth is None:
+                raise ValueError("vrrpAuthPass: required (as a secret) with vrrp.authType PASS")
+            raw = auth.get_secret_value()
+            if not 1 <= len(raw) <= 8:
+                raise ValueError(
+                    "vrrpAuthPass: PASS authentication uses at most 8 characters "
+                    "(keepalived silently truncates longer ones)"
+                )
+            if not re.match(r"^[!-~]+$", raw) or any(c in raw for c in "\"'\\#!"):
+                raise ValueError("vrrpAuthPass: printable ASCII without quotes, '#', '!' or '\\'")
+        elif auth is not None:
+            raise ValueError("vrrpAuthPass: set but vrrp.authType is none")
+        return self
+
+    def host(self, name: str) -> HostConfig:
+        return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def web_hosts(self) -> list[HostConfig]:
+        """Web hosts, preferred VIP holder first."""
+        return sorted((h for h in self.hosts if h.role == "web"), key=lambda h: -h.priority)
+
+    @property
+    def db_host(self) -> HostConfig:
+        return next(h for h in self.hosts if h.role == "db")
+
+
+def _field_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        elif item in ("function-after", "function-before") or "[" in str(item):
+            continue
+        else:
+            parts.append(to_camel(str(item)) if "_" in str(item) else str(item))
+    return ".".join(parts)
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per problem, each naming the field as the operator typed it."""
+    lines = []
+    for err in exc.errors():
+        path = _field_path(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        # Model-level checks name their own field at the start of the message.
+        where = f"{NAMESPACE}:{path}" if path else NAMESPACE
+        if not path and ": " in msg:
+            where, msg = f"{NAMESPACE}:{msg.split(': ', 1)[0]}", msg.split(": ", 1)[1]
+        elif path and ": " in msg and re.match(r"^[A-Za-z.\[\]0-9]+: ", msg):
+            sub, msg = msg.split(": ", 1)
+            where = f"{NAMESPACE}:{path}.{sub}"
+        lines.append(f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], secret_keys: set[str] | frozenset = frozenset()) -> StackConfig:
+    """Validate a ``{key: value}`` dict (keys without the ``webha:`` prefix)."""
+    for key in SECRET_KEYS:
+        if key in raw and key not in secret_keys:
+            raise ConfigError(
+                f"{NAMESPACE}:{key}: stored in plaintext; set it with "
+                f"`pulumi config set --secret {key} ...`"
+            )
+    missing = [k for k in ("network", "image", "ssh", "hosts", "vrrp", "dbPassword") if k not in raw]
+    if missing:
+        raise ConfigError(
+            "\n".join(
+                f"{NAMESPACE}:{k}: missing"
+                + (" (a secret: `pulumi config set --secret dbPassword ...`)" if k == "dbPassword" else "")
+                for k in missing
+            )
+        )
+    try:
+        return StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def load_stack_config() -> StackConfig:
+    """Read every ``webha:*`` key of the running stack and validate it (works in preview)."""
+    from pulumi.runtime import config as rc
+
+    prefix = f"{NAMESPACE}:"
+    keys = set(rc.CONFIG.get()) | set(rc.get_config_env())
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full in sorted(k for k in keys if k.startswith(prefix)):
+        key = full[len(prefix):]
+        value = rc.get_config(full)
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{full}: not valid JSON/YAML structure ({exc})") from None
+        raw[key] = value
+        if rc.is_config_secret(full) or full in rc.get_config_secret_keys_env():
+            secret.add(key)
+    return parse_config(raw, secret)
