@@ -8,6 +8,8 @@
 #           cmdline         kernel command line (root=/dev/vda ...)
 #         ${WEBHA_CACHE:-$HOME/.cache/webha}/images/current -> <key>
 #
+# Progress goes to stderr; the image directory is printed on stdout.
+#
 # <key> is a hash of this script, the package list, the disk size and the apt
 # sources, so editing any of them builds a new image; otherwise the cached one
 # is reused.  Only the apt mirrors the host already uses are contacted.
@@ -20,6 +22,9 @@
 #   WEBHA_FORCE=1          rebuild even if cached
 set -euo pipefail
 
+# The whole script is one function, parsed before it runs, so editing the file
+# while a build is in progress cannot change what the running build executes.
+main() {
 SUITE=bookworm
 PACKAGES=(
   linux-image-amd64 systemd-sysv udev dbus
@@ -34,8 +39,20 @@ CACHE=${WEBHA_CACHE:-$HOME/.cache/webha}
 IMAGES="$CACHE/images"
 
 T0=$(date +%s)
-log() { printf '[build-image %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+log() { printf '[build-image %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 die() { printf '[build-image] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Never rm -rf through a mount mmdebstrap left in the rootfs (proc, sys, dev/pts).
+cleanup_work() {
+  [ -n "${WORK:-}" ] && [ -d "$WORK" ] || return 0
+  awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount -l "$m" || true; done
+  if awk -v w="$WORK/" 'index($2, w) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+    log "mounts remain under $WORK; not removing it"
+    return 0
+  fi
+  rm -rf "$WORK"
+}
 
 # --- apt sources of the host -------------------------------------------------
 # Print "URI SUITE" for every enabled deb line/stanza of the host's apt sources.
@@ -112,7 +129,7 @@ log "key $KEY -> $OUT"
 log "mirror: $MIRROR  security: ${SECURITY:-none}"
 mkdir -p "$IMAGES"
 WORK=$(mktemp -d "$IMAGES/.build-$KEY.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap cleanup_work EXIT
 ROOTFS="$WORK/rootfs"
 
 # --- bootstrap -------------------------------------------------------------------
@@ -218,3 +235,6 @@ mv "$WORK/out" "$OUT"
 publish
 log "built $OUT in $(( $(date +%s) - T0 )) s"
 echo "$OUT"
+}
+
+main "$@"

@@ -33,6 +33,8 @@ KEY=$WORK/id_ed25519
 
 T0=$(date +%s)
 log() { printf '[smoke %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 die() { printf '[smoke] FAIL: %s\n' "$*" >&2; exit 1; }
 v() { virsh -q -c "$URI" "$@"; }
 
@@ -71,25 +73,25 @@ log "pool $POOL, image $IMG"
 # Leftovers of an interrupted run.
 remove_all
 trap cleanup EXIT
+rm -rf "$WORK"; mkdir -p "$WORK/seed"
 
 if ip -4 -o addr show | grep -q " $HOST_IP/"; then
   die "$HOST_IP is already on an interface (another webha network running?); set WEBHA_SMOKE_PREFIX"
 fi
 
 # --- isolated network (no <forward>: no NAT, no routing) ------------------------------
-cat >"$WORK.net.xml" <<EOF
+cat >"$WORK/net.xml" <<EOF
 <network>
   <name>$NET</name>
   <bridge name='$BRIDGE' stp='on' delay='0'/>
   <ip address='$HOST_IP' netmask='255.255.255.0'/>
 </network>
 EOF
-v net-define "$WORK.net.xml" >/dev/null
+v net-define "$WORK/net.xml" >/dev/null
 v net-start "$NET" >/dev/null
 log "network $NET up: $BRIDGE $HOST_IP/24, isolated"
 
 # --- ssh key and NoCloud seed ---------------------------------------------------------
-rm -rf "$WORK"; mkdir -p "$WORK/seed"
 ssh-keygen -q -t ed25519 -N '' -C webha-smoke -f "$KEY"
 PUB=$(cat "$KEY.pub")
 cat >"$WORK/seed/meta-data" <<EOF
@@ -179,27 +181,27 @@ cat >"$WORK/domain.xml" <<EOF
   </devices>
 </domain>
 EOF
-T1=$(date +%s.%N)
+T1=$(now)
 v define "$WORK/domain.xml" >/dev/null
-T2=$(date +%s.%N)
+log "domain defined in $(since "$T1") s"
+T1=$(now)
 v start "$NAME" >/dev/null
-T3=$(date +%s.%N)
-log "domain defined in $(echo "$T2 - $T1" | bc) s, started in $(echo "$T3 - $T2" | bc) s"
+log "domain started in $(since "$T1") s"
+T3=$(now)
 
 # --- wait for SSH -------------------------------------------------------------------------
 SSH=(ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
      -o LogLevel=ERROR -o ConnectTimeout=3)
 until "${SSH[@]}" "root@$GUEST_IP" true 2>/dev/null; do
-  now=$(date +%s.%N)
-  if [ "$(echo "$now - $T3 > $TIMEOUT" | bc)" = 1 ]; then
+  if [ "$(since "$T3" | cut -d. -f1)" -gt "$TIMEOUT" ]; then
     echo "--- last 40 lines of $SERIAL_LOG" >&2
     tail -40 "$SERIAL_LOG" >&2 || true
     die "no SSH on root@$GUEST_IP after ${TIMEOUT}s"
   fi
   sleep 1
 done
-BOOT=$(echo "$(date +%s.%N) - $T3" | bc)
-log "SSH answers on $GUEST_IP $(printf '%.1f' "$BOOT") s after start"
+BOOT=$(since "$T3")
+log "SSH answers on $GUEST_IP $BOOT s after start"
 
 # --- checks -----------------------------------------------------------------------------------
 fails=0
@@ -213,9 +215,10 @@ check() { # check DESCRIPTION EXPECTED ACTUAL
 g() { "${SSH[@]}" "root@$GUEST_IP" "$@"; }
 
 g cloud-init status --wait >/dev/null 2>&1 || true
-log "cloud-init finished $(printf '%.1f' "$(echo "$(date +%s.%N) - $T3" | bc)") s after start"
+log "cloud-init finished $(since "$T3") s after start"
 check "cloud-init status" "status: done" "$(g cloud-init status | head -1)"
-check "cloud-init errors" "0" "$(g "cloud-init status --long --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d.get(\"errors\", [])))'")"
+check "cloud-init errors" "[]" "$(g "python3 -c 'import json; print(json.load(open(\"/run/cloud-init/result.json\"))[\"v1\"][\"errors\"])'")"
+log "cloud-init.log WARNING lines: $(g "grep -c WARNING /var/log/cloud-init.log || true")"
 check "hostname" "web01" "$(g hostname)"
 check "fqdn" "web01.itcast.cn" "$(g hostname -f)"
 check "eth0 address" "$GUEST_IP/24" "$(g "ip -4 -o addr show dev eth0 | awk '{print \$4}'")"
@@ -237,6 +240,6 @@ log "systemd-analyze: $(g systemd-analyze | head -1)"
 g systemd-analyze blame 2>/dev/null | head -8 | sed 's/^/[smoke]      /'
 
 if [ "$fails" -ne 0 ]; then
-  die "$fails check(s) failed (boot-to-SSH $(printf '%.1f' "$BOOT") s)"
+  die "$fails check(s) failed (boot-to-SSH $BOOT s)"
 fi
-log "PASS: boot-to-SSH $(printf '%.1f' "$BOOT") s"
+log "PASS: boot-to-SSH $BOOT s"

@@ -1,0 +1,112 @@
+"""The whole tier, wired in deployment order. ``__main__.py`` only calls :func:`build`.
+
+VMs -> host prep -> DB migration -> app config -> nginx -> keepalived (backups before the
+preferred node). Every arrow is an explicit ``depends_on``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+from .config import ConfigError, StackConfig, load_stack_config
+from .database import DatabaseMigration
+from .network import Network
+from .outputs import stack_outputs
+from .remote import RemoteStep, connection
+from .render import render
+from .topology import host_context
+from .vm import VirtualMachine, mac_for
+from .web import HaPair, WebNode
+
+
+def read_ssh_key(cfg: StackConfig) -> tuple[pulumi.Output[str], str]:
+    """(private key as a secret, public key). Read at preview too: a missing key fails early."""
+    path = Path(cfg.ssh.private_key_path)
+    try:
+        private = path.read_text()
+        public = Path(f"{path}.pub").read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"webha:ssh.privateKeyPath: cannot read {exc.filename}: {exc.strerror}") from None
+    return pulumi.Output.secret(private), public
+
+
+def build(cfg: Optional[StackConfig] = None) -> dict:
+    if cfg is None:
+        try:
+            cfg = load_stack_config()
+        except ConfigError as exc:
+            raise pulumi.RunError(f"invalid stack config:\n{exc}") from None
+    private_key, public_key = read_ssh_key(cfg)
+    stack = pulumi.get_stack()
+
+    provider = libvirt.Provider("libvirt", uri=cfg.libvirt.uri)
+    lv = pulumi.ResourceOptions(provider=provider)
+    net = Network("net", cfg.network, provider)
+    base = libvirt.Volume(
+        "base-image",
+        name=f"{cfg.network.name}-base.qcow2",
+        pool=cfg.libvirt.pool,
+        source=cfg.image.source,
+        format="qcow2",
+        opts=lv,
+    )
+    etc_hosts = render("hosts.j2", **host_context(cfg, cfg.hosts[0]))
+    vms: dict[str, VirtualMachine] = {}
+    for host in cfg.hosts:
+        ctx = host_context(cfg, host)
+        firewall = render(
+            "firewall/nftables.conf.j2" if cfg.image.os_family == "debian" else "firewall/firewalld.sh.j2",
+            **ctx,
+        )
+        vms[host.name] = VirtualMachine(
+            host.name,
+            cfg,
+            host,
+            base,
+            net.id,
+            user_data=render(
+                "cloud-init/user-data.yaml.j2",
+                **ctx,
+                etc_hosts=etc_hosts,
+                firewall=firewall,
+                ssh_user=cfg.ssh.user,
+                ssh_public_key=public_key,
+            ),
+            meta_data=render("cloud-init/meta-data.yaml.j2", **ctx, instance_key=stack),
+            network_config=render("cloud-init/network-config.yaml.j2", **ctx, mac=mac_for(host.ip)),
+            provider=provider,
+        )
+
+    conns = {
+        h.name: connection(str(h.ip), cfg.ssh.user, cfg.ssh.port, private_key) for h in cfg.hosts
+    }
+    prep = {
+        h.name: RemoteStep(
+            f"{h.name}-prep",
+            conns[h.name],
+            render("scripts/host-prep.sh.j2", **host_context(cfg, h)),
+            depends_on=[vms[h.name].domain],
+        )
+        for h in cfg.hosts
+    }
+    db_password = pulumi.Output.secret(cfg.db_password.get_secret_value())
+    auth_pass = (
+        pulumi.Output.secret(cfg.vrrp_auth_pass.get_secret_value()) if cfg.vrrp_auth_pass else None
+    )
+    migration = DatabaseMigration(
+        "db-migration", cfg, conns, db_password, depends_on=list(prep.values())
+    )
+    webs = [
+        WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
+        for h in cfg.web_hosts
+    ]
+    HaPair("ha", cfg, conns, auth_pass, depends_on=webs)
+
+    outputs = stack_outputs(cfg)
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

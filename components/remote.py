@@ -1,0 +1,87 @@
+"""Remote steps: a rendered script copied with CopyToRemote, run by a Command, secrets on stdin.
+
+Why this shape: the script is not secret, so it goes over as a file (visible, diffable in state);
+anything secret (DB or VRRP passwords, files that hold them) travels only on the command's stdin,
+which Pulumi stores encrypted and which never shows in a process list. ``triggers`` hold content
+hashes, so a changed script or secret re-runs its step and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_command import remote
+
+from .render import digest
+
+STEP_DIR = "/var/lib/webha/steps"
+STAGING_DIR = "/var/lib/webha/staging"
+
+
+def staging_dir(step: str) -> str:
+    """Where a step's extra files land before its script installs them."""
+    return f"{STAGING_DIR}/{step}"
+
+
+def connection(host_ip: str, user: str, port: int, private_key: pulumi.Input[str]) -> remote.ConnectionArgs:
+    """SSH to a guest; retried for a few minutes because TCG guests boot slowly."""
+    return remote.ConnectionArgs(
+        host=host_ip,
+        user=user,
+        port=port,
+        private_key=private_key,
+        dial_error_limit=120,
+        per_dial_timeout=10,
+    )
+
+
+class RemoteStep(pulumi.ComponentResource):
+    """One idempotent step on one host: copy ``script``, run it, optionally undo on delete."""
+
+    def __init__(
+        self,
+        name: str,
+        conn: remote.ConnectionArgs,
+        script: str,
+        stdin: Optional[pulumi.Input[str]] = None,
+        delete_script: Optional[str] = None,
+        files: Optional[dict[str, str]] = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        super().__init__("webha:index:RemoteStep", name, None, opts)
+        path = f"{STEP_DIR}/{name}.sh"
+
+        def copy(suffix: str, content: str, remote_path: str) -> remote.CopyToRemote:
+            return remote.CopyToRemote(
+                f"{name}-{suffix}",
+                connection=conn,
+                source=pulumi.StringAsset(content),
+                remote_path=remote_path,
+                triggers=[digest(content)],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            )
+
+        copies = [copy("script", script, path)]
+        for fname, content in sorted((files or {}).items()):
+            copies.append(copy(fname, content, f"{staging_dir(name)}/{fname}"))
+        delete_cmd = None
+        if delete_script is not None:
+            undo = f"{STEP_DIR}/{name}.undo.sh"
+            copies.append(copy("undo", delete_script, undo))
+            delete_cmd = f"bash {undo}"
+        triggers: list = [digest(script), *(digest(c) for _, c in sorted((files or {}).items()))]
+        if stdin is not None:
+            triggers.append(pulumi.Output.secret(pulumi.Output.from_input(stdin).apply(digest)))
+        self.command = remote.Command(
+            name,
+            connection=conn,
+            create=f"bash {path}",
+            delete=delete_cmd,
+            stdin=stdin,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *copies]),
+        )
+        self.stdout = self.command.stdout
+        self.register_outputs({"stdout": self.stdout})

@@ -1,0 +1,96 @@
+"""One guest: a copy-on-write disk over the shared base image, a cloud-init seed, a domain.
+
+The MAC address is derived from the IP so the cloud-init network config can match the NIC by MAC
+before the guest is created (no race with libvirt's random MACs, stable across re-creates).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Optional
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+from .config import HostConfig, StackConfig
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """52:54:00 (QEMU's prefix) + the last three octets of the IP."""
+    o = ip.packed
+    return f"52:54:00:{o[1]:02x}:{o[2]:02x}:{o[3]:02x}"
+
+
+def kernel_cmdline(cmdline: str) -> list[dict[str, str]]:
+    """The provider's cmdline format: one map per argument, ``_`` for bare words, order kept."""
+    args = []
+    for word in cmdline.split():
+        key, sep, value = word.partition("=")
+        args.append({key: value} if sep else {"_": word})
+    return args
+
+
+class VirtualMachine(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        host: HostConfig,
+        base_volume: libvirt.Volume,
+        network_id: pulumi.Input[str],
+        user_data: str,
+        meta_data: str,
+        network_config: str,
+        provider: libvirt.Provider,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        super().__init__("webha:index:VirtualMachine", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        prefix = cfg.network.name
+        self.disk = libvirt.Volume(
+            f"{name}-disk",
+            name=f"{prefix}-{host.name}.qcow2",
+            pool=cfg.libvirt.pool,
+            base_volume_id=base_volume.id,
+            format="qcow2",
+            size=cfg.image.disk_size_gib * 1024**3,
+            opts=child,
+        )
+        self.seed = libvirt.CloudInitDisk(
+            f"{name}-seed",
+            name=f"{prefix}-{host.name}-seed.iso",
+            pool=cfg.libvirt.pool,
+            user_data=user_data,
+            meta_data=meta_data,
+            network_config=network_config,
+            opts=child,
+        )
+        img = cfg.image
+        self.domain = libvirt.Domain(
+            f"{name}-domain",
+            name=f"{prefix}-{host.name}",
+            type=cfg.libvirt.domain_type,
+            memory=host.memory,
+            vcpu=host.vcpus,
+            kernel=img.kernel,
+            initrd=img.initrd,
+            cmdlines=kernel_cmdline(img.cmdline) if img.cmdline else None,
+            cloudinit=self.seed.id,
+            disks=[libvirt.DomainDiskArgs(volume_id=self.disk.id)],
+            network_interfaces=[
+                libvirt.DomainNetworkInterfaceArgs(
+                    network_id=network_id,
+                    mac=mac_for(host.ip),
+                    hostname=host.name,
+                    wait_for_lease=False,
+                )
+            ],
+            consoles=[
+                libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")
+            ],
+            autostart=False,
+            running=True,
+            opts=child,
+        )
+        self.ip = str(host.ip)
+        self.register_outputs({"ip": self.ip, "domain": self.domain.name})

@@ -1,0 +1,130 @@
+"""How the drills and the split-brain detector reach a host: one small interface, two transports.
+
+* :class:`NetnsExecutor` - a lab host: a network + mount + PID + UTS namespace set, entered with
+  ``nsenter`` through the host's init process (see :mod:`webha.lab`).
+* :class:`SshExecutor` - a real host: ``ssh -i KEY root@IP``.
+
+Both take an argv list (never a shell string assembled by the caller), so the same drill code runs
+against the lab and against the libvirt stack.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Sequence, runtime_checkable
+
+
+class ExecError(RuntimeError):
+    pass
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Run a command on one host."""
+
+    name: str
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 10,
+        check: bool = False,
+        input: Optional[str] = None,
+    ) -> subprocess.CompletedProcess: ...
+
+    def spawn(self, argv: Sequence[str], log: str) -> None:
+        """Start a long-running command detached on the host, output appended to ``log``."""
+        ...
+
+
+def _finish(name: str, argv: Sequence[str], res: subprocess.CompletedProcess, check: bool):
+    if check and res.returncode != 0:
+        raise ExecError(
+            f"[{name}] {shlex.join(argv)} -> {res.returncode}: {(res.stderr or res.stdout).strip()}"
+        )
+    return res
+
+
+def _spawn_argv(argv: Sequence[str], log: str) -> list[str]:
+    # The shell exits at once; the daemon is re-parented to the host's init (or systemd/PID 1).
+    return ["sh", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & exit 0', "sh", log, *argv]
+
+
+@dataclass
+class NetnsExecutor:
+    """A lab host: commands run inside the namespaces of the host's init process ``init_pid``."""
+
+    name: str
+    init_pid: int
+
+    def prefix(self) -> list[str]:
+        return ["nsenter", "-t", str(self.init_pid), "-n", "-m", "-p", "-u", "--wd=/"]
+
+    def run(self, argv, *, timeout=10, check=False, input=None):
+        try:
+            res = subprocess.run(
+                [*self.prefix(), *argv],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ExecError(f"[{self.name}] {shlex.join(argv)}: timed out after {timeout}s") from exc
+        return _finish(self.name, argv, res, check)
+
+    def spawn(self, argv, log):
+        self.run(_spawn_argv(argv, log), timeout=10, check=True)
+
+
+@dataclass
+class SshExecutor:
+    """A real host over SSH (BatchMode: never prompts; host keys of lab VMs are not pinned)."""
+
+    name: str
+    ip: str
+    key: str
+    user: str = "root"
+    port: int = 22
+    options: list[str] = field(
+        default_factory=lambda: [
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=5",
+            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "ServerAliveInterval=5",
+        ]
+    )
+
+    def ssh_argv(self) -> list[str]:
+        return ["ssh", "-i", self.key, "-p", str(self.port), *self.options, f"{self.user}@{self.ip}"]
+
+    def run(self, argv, *, timeout=10, check=False, input=None):
+        # ssh hands the remote side one string to a shell: quote every word ourselves.
+        try:
+            res = subprocess.run(
+                [*self.ssh_argv(), "--", shlex.join(argv)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ExecError(f"[{self.name}] ssh {shlex.join(argv)}: timed out after {timeout}s") from exc
+        if res.returncode == 255:
+            raise ExecError(f"[{self.name}] ssh to {self.user}@{self.ip} failed: {res.stderr.strip()}")
+        return _finish(self.name, argv, res, check)
+
+    def spawn(self, argv, log):
+        self.run(_spawn_argv(argv, log), timeout=15, check=True)
+
+
+def ssh_executors(cfg, names: Optional[Sequence[str]] = None) -> dict[str, SshExecutor]:
+    """Executors for a deployed stack's hosts (``cfg``: a StackConfig)."""
+    hosts = [h for h in cfg.hosts if names is None or h.name in names]
+    return {
+        h.name: SshExecutor(h.name, str(h.ip), cfg.ssh.private_key_path, cfg.ssh.user, cfg.ssh.port)
+        for h in hosts
+    }
