@@ -35,6 +35,7 @@ def read_ssh_key(cfg: StackConfig) -> tuple[pulumi.Output[str], str]:
 
 
 def build(cfg: Optional[StackConfig] = None) -> dict:
+    """Declare every resource of the tier; returns the components (the graph tests read them)."""
     if cfg is None:
         try:
             cfg = load_stack_config()
@@ -104,9 +105,9 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
         for h in cfg.web_hosts
     ]
-    HaPair("ha", cfg, conns, auth_pass, depends_on=webs)
+    ha = HaPair("ha", cfg, conns, auth_pass, depends_on=webs)
 
     outputs = stack_outputs(cfg)
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return outputs
+    return {"outputs": outputs, "vms": vms, "prep": prep, "migration": migration, "webs": webs, "ha": ha}

@@ -51,6 +51,9 @@ class RemoteStep(pulumi.ComponentResource):
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("webha:index:RemoteStep", name, None, opts)
+        self.step_name = name
+        # Kept for the graph tests: the deployment order is part of the contract.
+        self.after = [getattr(d, "step_name", None) or getattr(d, "_name", "?") for d in depends_on]
         path = f"{STEP_DIR}/{name}.sh"
 
         def copy(suffix: str, content: str, remote_path: str) -> remote.CopyToRemote:

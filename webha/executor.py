@@ -15,9 +15,30 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
+from components.topology import Paths
+
 
 class ExecError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """Where a web node keeps what the drills and the detector look at.
+
+    Real hosts: :class:`Paths` defaults and keepalived's default pid files. The lab moves all of it
+    into a per-host directory (only the paths change, never the config values).
+    """
+
+    paths: Paths = field(default_factory=Paths)
+    keepalived_pid: str = "/run/keepalived.pid"
+    vrrp_pid: str = "/run/vrrp.pid"
+    checkers_pid: str = "/run/checkers.pid"
+    interface: str = "eth0"
+
+    @property
+    def keepalived_conf(self) -> str:
+        return f"{self.paths.keepalived_dir}/keepalived.conf"
 
 
 @runtime_checkable

@@ -1,0 +1,232 @@
+"""Render tier: every template, for every shipped stack, checked by the tool that will read it.
+
+keepalived -t (inside a namespace that has the configured interface), nginx -t, nft -c, php -l,
+bash -n + shellcheck, YAML parsing of cloud-init. A missing tool fails the test with what to
+install; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.checks import keepalived_test_passed
+from components.render import render, template_names
+from components.topology import Paths, host_context, keepalived_context
+from components.vm import mac_for
+from tests.conftest import ROOT, STACKS
+from webha.stackfile import FAKE_SECRETS, load_stack_file
+
+pytestmark = pytest.mark.render
+RENDERED: dict[str, int] = {}
+INSTALL = "run scripts/install-deps.sh (Debian packages: keepalived nginx-light nftables php-cli shellcheck)"
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool) or (tool if os.path.exists(tool) else None)
+    if not path:
+        pytest.fail(f"{tool} not found: {INSTALL}")
+    return path
+
+
+def run(cmd, **kw):
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
+    assert res.returncode == 0, f"{cmd}: {res.stdout}\n{res.stderr}"
+    return res
+
+
+def r(name: str, **ctx) -> str:
+    RENDERED[name] = RENDERED.get(name, 0) + 1
+    return render(name, **ctx)
+
+
+def configs():
+    for stack in STACKS:
+        yield stack, "debian", load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    rhel = {"image": {"osFamily": "rhel"}, "vrrp": {"unicast": False}}
+    yield "dev", "rhel", load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml", overrides=rhel)
+
+
+CONFIGS = list(configs())
+IDS = [f"{s}-{f}" for s, f, _ in CONFIGS]
+
+
+@pytest.fixture(scope="module")
+def netns():
+    """A namespace with the guests' interface name, as keepalived -t and nft -c need."""
+    need("ip")
+    name = f"whr{os.getpid() % 100000:05d}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in (["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"], ["link", "set", "eth0", "up"],
+                    ["addr", "add", "10.1.1.11/24", "dev", "eth0"]):
+            subprocess.run(["ip", "-n", name, *cmd], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def script_user():
+    """keepalived's script_user must exist for `keepalived -t` to accept enable_script_security."""
+    user = Paths().script_user
+    if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+        run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+    return user
+
+
+def check_shell(text: str, tmp: Path, name: str):
+    f = tmp / (name.replace("/", "_").removesuffix(".j2"))
+    f.write_text(text)
+    run(["bash", "-n", str(f)])
+    run([need("shellcheck"), "-S", "warning", "-s", "bash", str(f)])
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_keepalived_conf(stack, family, cfg, netns, script_user, tmp_path):
+    need("keepalived")
+    # enable_script_security wants every directory above a script root-owned and not writable by
+    # others: pytest's tmp_path (0700 under world-writable /tmp) is not, /run is.
+    tmp_path = Path(f"/run/webha-render-{os.getpid()}-{stack}-{family}")
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    tmp_path.mkdir(mode=0o755)
+    for node in cfg.web_hosts:
+        paths = Paths(script_dir=str(tmp_path / node.name), state_dir=str(tmp_path / "run"))
+        ctx = keepalived_context(cfg, node.name, FAKE_SECRETS["vrrpAuthPass"] if cfg.vrrp.auth_type == "PASS" else None, paths)
+        Path(paths.script_dir).mkdir(mode=0o755)
+        os.chmod(paths.script_dir, 0o755)
+        for script in ("check_nginx.sh", "notify.sh"):
+            text = r(f"keepalived/{script}.j2", **ctx)
+            check_shell(text, tmp_path, f"{node.name}-{script}.j2")
+            (Path(paths.script_dir) / script).write_text(text)
+            (Path(paths.script_dir) / script).chmod(0o755)
+        conf = tmp_path / f"{node.name}-keepalived.conf"
+        conf.write_text(r("keepalived/keepalived.conf.j2", **ctx))
+        res = subprocess.run(["ip", "netns", "exec", netns, "keepalived", "-t", "-l", "-f", str(conf)],
+                             capture_output=True, text=True, timeout=30)
+        assert keepalived_test_passed(res.returncode), f"keepalived -t rejected {node.name}: {res.stdout}{res.stderr}"
+        assert f"virtual_router_id {cfg.vrrp.virtual_router_id}" in conf.read_text()
+    shutil.rmtree(tmp_path)
+
+
+def test_keepalived_rejects_broken_config(netns, tmp_path):
+    """The check has teeth: a config naming a missing interface is rejected, not 'passed'."""
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml", overrides={"network": {"interface": "eth9"}})
+    conf = tmp_path / "bad.conf"
+    conf.write_text(render("keepalived/keepalived.conf.j2", **keepalived_context(cfg, "web01", "abc")))
+    res = subprocess.run(["ip", "netns", "exec", netns, "keepalived", "-t", "-l", "-f", str(conf)],
+                         capture_output=True, text=True, timeout=30)
+    assert not keepalived_test_passed(res.returncode)
+    assert "Non-existent interface" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_nginx_site(stack, family, cfg, tmp_path):
+    need("nginx")
+    for host in cfg.web_hosts:
+        d = tmp_path / host.name
+        for sub in ("logs", "nginx/tmp"):
+            (d / sub).mkdir(parents=True)
+        paths = Paths(nginx_pid=str(d / "nginx.pid"), nginx_site=str(d / "shop.conf"),
+                      log_dir=str(d / "logs"), app_root=str(d / "www"))
+        ctx = host_context(cfg, host, paths)
+        Path(paths.nginx_site).write_text(r("nginx/shop.conf.j2", **ctx))
+        main = d / "nginx.conf"
+        main.write_text(r("lab/nginx-main.conf.j2", **ctx, lab={"dir": str(d)}))
+        run(["nginx", "-t", "-q", "-c", str(main), "-e", str(d / "logs" / "startup.log")])
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_php(stack, family, cfg, tmp_path):
+    need("php")
+    host = cfg.web_hosts[0]
+    ctx = host_context(cfg, host)
+    for name, extra in (("app/application/database.php.j2", {"db_host": str(cfg.db_host.ip), "db_password": FAKE_SECRETS["dbPassword"]}),
+                        ("app/public/index.php.j2", {})):
+        f = tmp_path / Path(name).name.removesuffix(".j2")
+        f.write_text(r(name, **ctx, **extra))
+        run(["php", "-l", str(f)])
+    out = run(["php", "-r", f"var_export((require '{tmp_path / 'database.php'}')['username']);"]).stdout
+    assert out == repr(cfg.database.app_user)
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_firewall(stack, family, cfg, netns, tmp_path):
+    for host in cfg.hosts:
+        ctx = host_context(cfg, host)
+        if family == "debian":
+            f = tmp_path / f"{host.name}.nft"
+            f.write_text(r("firewall/nftables.conf.j2", **ctx))
+            run(["ip", "netns", "exec", netns, need("nft"), "-c", "-f", str(f)])
+            text = f.read_text()
+            assert "policy drop" in text
+            if host.role == "db":
+                assert "tcp dport 3306" in text and "10.1.1.11, 10.1.1.13" in text
+            else:
+                assert "ip protocol vrrp" in text
+        else:
+            text = r("firewall/firewalld.sh.j2", **ctx)
+            check_shell(text, tmp_path, f"{host.name}-firewalld.sh")
+            if host.role == "web":
+                assert "--destination 224.0.0.18 --protocol vrrp -j ACCEPT" in text
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_cloud_init(stack, family, cfg, tmp_path):
+    for host in cfg.hosts:
+        ctx = host_context(cfg, host)
+        fw = "firewall/nftables.conf.j2" if family == "debian" else "firewall/firewalld.sh.j2"
+        user = r("cloud-init/user-data.yaml.j2", **ctx, etc_hosts=r("hosts.j2", **ctx),
+                 firewall=render(fw, **ctx), ssh_user=cfg.ssh.user, ssh_public_key="ssh-ed25519 AAAAtest")
+        assert user.startswith("#cloud-config\n")
+        doc = yaml.safe_load(user)
+        assert doc["hostname"] == host.name and doc["fqdn"] == host.fqdn
+        hosts_file = next(f for f in doc["write_files"] if f["path"] == "/etc/hosts")["content"]
+        assert all(h.fqdn in hosts_file for h in cfg.hosts)
+        net = yaml.safe_load(r("cloud-init/network-config.yaml.j2", **ctx, mac=mac_for(host.ip)))
+        assert net["ethernets"]["eth0"]["addresses"] == [f"{host.ip}/{cfg.network.cidr.prefixlen}"]
+        meta = yaml.safe_load(r("cloud-init/meta-data.yaml.j2", **ctx, instance_key=stack))
+        assert meta["local-hostname"] == host.name
+        if shutil.which("cloud-init"):
+            f = tmp_path / f"{host.name}-user-data"
+            f.write_text(user)
+            run(["cloud-init", "schema", "--config-file", str(f)])
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_scripts(stack, family, cfg, tmp_path):
+    for host in cfg.hosts:
+        ctx = host_context(cfg, host)
+        scripts = {"scripts/host-prep.sh.j2": ctx}
+        if host.role == "web":
+            kctx = keepalived_context(cfg, host.name, "x" if cfg.vrrp.auth_type == "PASS" else None)
+            scripts.update({
+                "scripts/web-install.sh.j2": {**ctx, "staging": "/var/lib/webha/staging/x"},
+                "scripts/web-remove.sh.j2": ctx,
+                "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip)},
+                "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y"},
+                "scripts/keepalived-remove.sh.j2": kctx,
+            })
+        for name, c in scripts.items():
+            check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_migration_steps(stack, family, cfg, tmp_path):
+    from components.migration_plan import migration_steps
+
+    for step in migration_steps(cfg):
+        text = r(step.template, **step.context)
+        if step.template.endswith(".sh.j2"):
+            check_shell(text, tmp_path, step.name)
+
+
+def test_every_template_was_rendered():
+    """Runs last in this module: a template nobody renders is a template nobody checked."""
+    unrendered = [t for t in template_names() if t not in RENDERED]
+    assert not unrendered, f"templates with no render check: {unrendered}"
