@@ -214,7 +214,7 @@ echo "$CMDLINE" >"$WORK/out/cmdline"
 log "kernel $KVER"
 
 T1=$(date +%s)
-mkfs.ext4 -q -F -L webha-root -d "$ROOTFS" "$WORK/disk.raw" "$IMAGE_SIZE"
+mkfs.ext4 -q -F -L webha-root -d "$ROOTFS" "$WORK/disk.raw" "$IMAGE_SIZE" >&2
 qemu-img convert -O qcow2 "$WORK/disk.raw" "$WORK/out/debian12.qcow2"
 rm -f "$WORK/disk.raw"
 log "disk: ext4 $IMAGE_SIZE -> qcow2 $(du -h "$WORK/out/debian12.qcow2" | cut -f1) in $(( $(date +%s) - T1 )) s"

@@ -12,6 +12,7 @@
 #   WEBHA_SMOKE_PREFIX   network 3 octets (default 10.1.1; host gets .1, guest .11)
 #   WEBHA_SMOKE_TIMEOUT  seconds to wait for SSH (default 400)
 #   WEBHA_SMOKE_KEEP=1   leave the VM, network and volumes in place
+#   WEBHA_IMAGE_DIR      use this image directory instead of running build-image.sh
 #   WEBHA_POOL           storage pool (default webha, created by libvirt-up.sh)
 set -euo pipefail
 
@@ -63,7 +64,7 @@ remove_all() {
 
 # --- runtime and image ----------------------------------------------------------
 POOL=$("$HERE/libvirt-up.sh" | tail -1)
-IMG=$("$HERE/build-image.sh" | tail -1)
+IMG=${WEBHA_IMAGE_DIR:-$("$HERE/build-image.sh" | tail -1)}
 for f in debian12.qcow2 vmlinuz initrd.img cmdline; do
   [ -r "$IMG/$f" ] || die "image dir $IMG lacks $f"
 done

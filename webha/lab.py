@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from components.config import StackConfig
 from components.render import render
@@ -83,6 +83,25 @@ def ensure_script_user(name: str) -> None:
     )
 
 
+def lab_config(cfg: StackConfig) -> tuple[StackConfig, list[str]]:
+    """The stack config the lab can run, and what had to change (the rendering is untouched).
+
+    ``trackProcess`` is switched off: keepalived's ``vrrp_track_process`` needs the kernel's proc
+    connector, which only answers in the initial network namespace. In any other netns keepalived
+    logs "Failed to set/clear process event listen - errno 111" and the instance stays in FAULT
+    ("tracked process ... quorum not achieved") forever - measured with keepalived 2.2.7. On the
+    VMs keepalived runs in the initial namespaces and the process tracking works.
+    """
+    hc = cfg.vrrp.health_check
+    if not hc.track_process:
+        return cfg, []
+    vrrp = cfg.vrrp.model_copy(update={"health_check": hc.model_copy(update={"track_process": False})})
+    return cfg.model_copy(update={"vrrp": vrrp}), [
+        "vrrp.healthCheck.trackProcess: true -> false (no proc connector outside the initial "
+        "network namespace; nginx crashes are caught by check_nginx)"
+    ]
+
+
 def lab_paths(host_dir: str, script_user: str = "keepalived_script") -> Paths:
     d = host_dir
     return Paths(
@@ -118,6 +137,8 @@ class HaLab:
         base_dir: Path = BASE_DIR,
         with_client: bool = True,
     ) -> None:
+        self.stack_cfg = cfg
+        cfg, self.adjustments = lab_config(cfg)
         self.cfg = cfg
         self.auth_pass = auth_pass or (
             cfg.vrrp_auth_pass.get_secret_value() if cfg.vrrp_auth_pass else None
@@ -448,5 +469,3 @@ def cleanup_stale(base_dir: Path = BASE_DIR, everything: bool = False) -> list[s
     return gone
 
 
-def first(items: Iterable[str]) -> Optional[str]:
-    return next(iter(items), None)

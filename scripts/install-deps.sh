@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything webha's tests and its local stack need, on a fresh Debian 12 machine:
+# Debian packages (the real daemons and tools), the Python venv (.venv) from requirements.txt,
+# and the keepalived script user. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[deps] %s\n' "$*"; }
+
+PKGS=(
+  # lab / render / migration tiers: the real daemons and checkers
+  keepalived nginx-light nftables iproute2 curl php-cli shellcheck
+  mariadb-server mariadb-client procps psmisc
+  # e2e tier: libvirt + TCG guests, the guest image builder, the cloud-init seed ISO
+  libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils mmdebstrap genisoimage
+  openssh-client e2fsprogs
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  log "Debian packages: all present"
+fi
+
+id -u keepalived_script >/dev/null 2>&1 ||
+  useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "pip install -r requirements.txt"
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$stamp"
+else
+  log "Python packages: up to date"
+fi
