@@ -1,0 +1,420 @@
+"""Failover drills: inject a fault on the VIP holder, watch the VIP move, count what clients saw.
+
+A drill runs against a :class:`Cluster`: the web hosts as :class:`~webha.executor.Executor`\\ s,
+where their files are (:class:`~webha.executor.HostLayout`), and where clients sit. The lab
+(:class:`LabCluster`) and real hosts over SSH (:class:`SshCluster`) differ only in how a link is
+pulled and how a daemon is started again.
+
+Measured per drill:
+
+* the VIP holder timeline, sampled every 50 ms with ``ip -4 addr show dev <if>`` on every node
+  (a node "holds" the VIP when the address is on its interface; two at once is a split brain);
+* keepalived's own state changes, from the notify log (``<state_dir>/vrrp.log``);
+* an HTTP client polling ``http://VIP/healthz`` (50 req/s, new connection each, 1 s timeout):
+  failed requests, and the time from the fault to the first answer from the new holder
+  (the ``X-Served-By`` header).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from components.config import StackConfig
+
+from .executor import ExecError, Executor, HostLayout, ssh_executors
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("nginx-kill", "keepalived-kill", "keepalived-stop", "link-down", "vrrp-block")
+DESCRIPTIONS = {
+    "nginx-kill": "nginx master and workers on the holder killed with SIGKILL (crash)",
+    "keepalived-kill": "keepalived on the holder killed with SIGKILL (silent death, no advert)",
+    "keepalived-stop": "keepalived on the holder stopped cleanly (priority-0 advert)",
+    "link-down": "the holder's link pulled (switch port down)",
+    "vrrp-block": "nftables on the backup drops VRRP (IP protocol 112): split-brain drill",
+}
+NFT_TABLE = "webha_drill"
+
+
+class DrillError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------- clusters
+@dataclass
+class Cluster:
+    """The web nodes of one stack, reached through executors."""
+
+    cfg: StackConfig
+    hosts: dict[str, Executor]
+    layouts: dict[str, HostLayout]
+    client_prefix: list[str] = field(default_factory=list)
+
+    @property
+    def web_names(self) -> list[str]:
+        return [h.name for h in self.cfg.web_hosts]
+
+    @property
+    def vip(self) -> str:
+        return str(self.cfg.vrrp.vip)
+
+    def holders(self) -> list[str]:
+        out = []
+        for node in self.web_names:
+            lay = self.layouts[node]
+            try:
+                res = self.hosts[node].run(["ip", "-4", "-o", "addr", "show", "dev", lay.interface], timeout=5)
+            except ExecError:
+                continue
+            addrs = [line.split()[3].split("/")[0] for line in res.stdout.splitlines() if len(line.split()) > 3]
+            if self.vip in addrs:
+                out.append(node)
+        return out
+
+    # faults ---------------------------------------------------------------
+    def kill_nginx(self, node: str) -> None:
+        pidfile = self.layouts[node].paths.nginx_pid
+        self.hosts[node].run(
+            ["sh", "-c", 'm=$(cat "$1") || exit 1; kill -KILL $(pgrep -P "$m") "$m"', "sh", pidfile],
+            check=True,
+        )
+
+    def kill_keepalived(self, node: str, sig: str = "KILL") -> None:
+        lay = self.layouts[node]
+        script = 'pids=""; for f in "$@"; do p=$(cat "$f" 2>/dev/null) && pids="$pids $p"; done; kill -%s $pids' % sig
+        self.hosts[node].run(
+            ["sh", "-c", script, "sh", lay.keepalived_pid, lay.vrrp_pid] if sig == "KILL"
+            else ["sh", "-c", script, "sh", lay.keepalived_pid],
+            check=True,
+        )
+
+    def block_vrrp(self, node: str) -> None:
+        """Drop incoming VRRP on ``node`` (the seed's "firewall not opened" cause of split brain)."""
+        rules = (
+            f"table inet {NFT_TABLE} {{\n"
+            "  chain input {\n"
+            "    type filter hook input priority -10; policy accept;\n"
+            "    ip protocol vrrp counter drop\n"
+            "  }\n"
+            "}\n"
+        )
+        self.hosts[node].run(["nft", "-f", "-"], input=rules, check=True)
+
+    def unblock_vrrp(self, node: str) -> None:
+        self.hosts[node].run(["nft", "delete", "table", "inet", NFT_TABLE])
+
+    def link(self, node: str, up: bool) -> None:
+        raise NotImplementedError
+
+    def start_nginx(self, node: str) -> None:
+        raise NotImplementedError
+
+    def start_keepalived(self, node: str) -> None:
+        raise NotImplementedError
+
+    def state_log(self, node: str) -> list[tuple[float, str, str]]:
+        """(time, node, state) lines written by notify.sh."""
+        path = f"{self.layouts[node].paths.state_dir}/vrrp.log"
+        try:
+            res = self.hosts[node].run(["cat", path], timeout=5)
+        except ExecError:
+            return []
+        out = []
+        for line in res.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 5:
+                try:
+                    out.append((float(parts[0]), parts[1], parts[4]))
+                except ValueError:
+                    pass
+        return out
+
+
+class LabCluster(Cluster):
+    def __init__(self, lab) -> None:
+        super().__init__(lab.cfg, {n: lab.hosts[n] for n in lab.web_names}, lab.layouts, lab.client_argv())
+        self.lab = lab
+
+    def link(self, node: str, up: bool) -> None:
+        self.lab.link(node, up)
+
+    def start_nginx(self, node: str) -> None:
+        self.lab.start_nginx(node)
+
+    def start_keepalived(self, node: str) -> None:
+        self.lab.start_keepalived(node)
+
+
+class SshCluster(Cluster):
+    """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine."""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        names = [h.name for h in cfg.web_hosts]
+        iface = cfg.network.interface
+        super().__init__(
+            cfg, dict(ssh_executors(cfg, names)), {n: HostLayout(interface=iface) for n in names}, []
+        )
+
+    def link(self, node: str, up: bool) -> None:
+        # Over SSH the link cannot be plugged back from here: the host restores it itself.
+        if not up:
+            iface = self.layouts[node].interface
+            self.hosts[node].spawn(
+                ["sh", "-c", f"ip link set {iface} down; sleep 20; ip link set {iface} up"],
+                "/var/log/webha/drill.log",
+            )
+
+    def start_nginx(self, node: str) -> None:
+        self.hosts[node].run(["systemctl", "start", "nginx"], timeout=30, check=True)
+
+    def start_keepalived(self, node: str) -> None:
+        self.hosts[node].run(["systemctl", "start", "keepalived"], timeout=30, check=True)
+
+
+# --------------------------------------------------------------------------- observers
+class HolderSampler(threading.Thread):
+    """Samples the VIP holders; keeps only the changes: [(t, (holders...)), ...]."""
+
+    def __init__(self, cluster: Cluster, period: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.period = cluster, period
+        self.changes: list[tuple[float, tuple[str, ...]]] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        last = None
+        while not self._stop.is_set():
+            t = time.time()
+            cur = tuple(self.cluster.holders())
+            if cur != last:
+                self.changes.append((t, cur))
+                last = cur
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=5)
+
+
+class Client:
+    """The HTTP poller (:mod:`webha.poller`) running where the clients are."""
+
+    def __init__(self, cluster: Cluster, rate: float = 50, timeout: float = 1.0, path: str = "/healthz"):
+        url = f"http://{cluster.vip}:{cluster.cfg.app.http_port}{path}"
+        argv = [*cluster.client_prefix, sys.executable, "-m", "webha.poller", url,
+                "--rate", str(rate), "--timeout", str(timeout)]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=str(ROOT), env={"PYTHONPATH": str(ROOT), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        self.records: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "t" in rec:
+                self.records.append(rec)
+
+    def wait_first(self, timeout: float = 5) -> None:
+        t0 = time.monotonic()
+        while not self.records:
+            if self.proc.poll() is not None:
+                raise DrillError(f"HTTP poller died: {self.proc.stderr.read().strip()}")
+            if time.monotonic() - t0 > timeout:
+                raise DrillError("HTTP poller produced nothing")
+            time.sleep(0.02)
+
+    def stop(self, grace: float = 1.2) -> list[dict]:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=grace + 5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
+        return list(self.records)
+
+
+# --------------------------------------------------------------------------- report
+@dataclass
+class DrillResult:
+    scenario: str
+    description: str
+    before: str
+    expected: str
+    fault_at: float
+    holders: list[tuple[float, tuple[str, ...]]]
+    states: list[tuple[float, str, str]]
+    requests: list[dict]
+    after: list[str]
+    events: list[tuple[float, str]] = field(default_factory=list)
+    detector: Optional[str] = None
+
+    @property
+    def vip_moved_s(self) -> Optional[float]:
+        for t, who in self.holders:
+            if t >= self.fault_at and self.expected in who and self.before not in who:
+                return t - self.fault_at
+        for t, who in self.holders:
+            if t >= self.fault_at and self.expected in who:
+                return t - self.fault_at
+        return None
+
+    @property
+    def http_moved_s(self) -> Optional[float]:
+        done = [r["d"] for r in self.requests if r["ok"] and r["by"] == self.expected and r["t"] >= self.fault_at - 1]
+        return (min(done) - self.fault_at) if done else None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.requests if not r["ok"])
+
+    @property
+    def sent(self) -> int:
+        return len(self.requests)
+
+    @property
+    def flaps(self) -> int:
+        """MASTER entries after the first one on the new holder (0 = the VIP moved once)."""
+        masters = [(t, n) for t, n, s in self.states if s == "MASTER" and t >= self.fault_at]
+        return max(0, len(masters) - 1)
+
+    def text(self) -> str:
+        f0 = self.fault_at
+        lines = [f"== drill {self.scenario}: {self.description}",
+                 f"   VIP holder before: {self.before}; expected after: {self.expected}"]
+        tl: list[tuple[float, str]] = [(f0, f"FAULT injected on {self.before}")]
+        tl += [(t, f"VIP held by: {', '.join(w) if w else '(nobody)'}") for t, w in self.holders]
+        tl += [(t, f"keepalived {n} -> {s}") for t, n, s in self.states]
+        tl += self.events
+        lines.append("   timeline (s from fault):")
+        for t, what in sorted(tl):
+            lines.append(f"   {t - f0:+8.3f}  {what}")
+        fmt = lambda v: f"{v:.3f} s" if v is not None else "never"  # noqa: E731
+        lines.append(f"   VIP on {self.expected} after: {fmt(self.vip_moved_s)}")
+        lines.append(f"   HTTP via VIP answered by {self.expected} after: {fmt(self.http_moved_s)}")
+        lines.append(f"   client requests: {self.sent} sent, {self.failed} failed")
+        lines.append(f"   flaps after the move: {self.flaps}")
+        lines.append(f"   VIP holder(s) at the end: {', '.join(self.after) or '(nobody)'}")
+        if self.detector:
+            lines.append("   split-brain detector during the fault:")
+            lines += ["     " + l for l in self.detector.splitlines()]
+        return "\n".join(lines)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise DrillError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def single_holder(cluster: Cluster, timeout: float = 15) -> str:
+    got: list[str] = []
+
+    def one() -> bool:
+        got[:] = cluster.holders()
+        return len(got) == 1
+
+    wait_until(one, timeout, "exactly one VIP holder")
+    return got[0]
+
+
+def run_drill(
+    cluster: Cluster,
+    scenario: str,
+    observe: float = 4.0,
+    recover: bool = True,
+    rate: float = 50,
+    timeout: float = 1.0,
+) -> DrillResult:
+    """One fault on the current VIP holder; returns what happened. Leaves one holder behind."""
+    if scenario not in SCENARIOS:
+        raise DrillError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
+    before = single_holder(cluster)
+    others = [n for n in cluster.web_names if n != before]
+    expected = max(others, key=lambda n: cluster.cfg.host(n).priority)
+    victim = before
+    if scenario == "vrrp-block":
+        victim = expected  # the backup stops hearing the master and takes the VIP too
+    sampler = HolderSampler(cluster)
+    client = Client(cluster, rate=rate, timeout=timeout)
+    events: list[tuple[float, str]] = []
+    detector_text = None
+    restore: Callable[[], None] = lambda: None  # noqa: E731
+    try:
+        client.wait_first()
+        sampler.start()
+        time.sleep(0.5)
+        fault_at = time.time()
+        if scenario == "nginx-kill":
+            cluster.kill_nginx(victim)
+            restore = lambda: cluster.start_nginx(victim)  # noqa: E731
+        elif scenario == "keepalived-kill":
+            cluster.kill_keepalived(victim, "KILL")
+            restore = lambda: cluster.start_keepalived(victim)  # noqa: E731
+        elif scenario == "keepalived-stop":
+            cluster.kill_keepalived(victim, "TERM")
+            restore = lambda: (wait_until(lambda: not _alive(cluster, victim), 10, "keepalived to stop"),  # noqa: E731
+                               cluster.start_keepalived(victim))
+        elif scenario == "link-down":
+            cluster.link(victim, False)
+            restore = lambda: cluster.link(victim, True)  # noqa: E731
+        elif scenario == "vrrp-block":
+            cluster.block_vrrp(victim)
+            restore = lambda: cluster.unblock_vrrp(victim)  # noqa: E731
+        if scenario == "vrrp-block":
+            try:
+                wait_until(lambda: len(cluster.holders()) > 1, observe + 5, "a second VIP holder")
+            except DrillError:
+                pass
+            from .splitbrain import detect
+
+            detector_text = detect(cluster).text()
+            time.sleep(0.3)
+        else:
+            time.sleep(observe)
+        if recover:
+            events.append((time.time(), f"recovery started on {victim}"))
+            restore()
+            events.append((time.time(), f"recovery done on {victim}"))
+            time.sleep(1.0)
+    finally:
+        requests = client.stop()
+        sampler.stop()
+    after_holder = single_holder(cluster, 15)
+    states = sorted(s for n in cluster.web_names for s in cluster.state_log(n) if s[0] >= fault_at - 0.5)
+    return DrillResult(
+        # vrrp-block: once VRRP flows again the higher-priority master wins, the backup yields.
+        scenario, DESCRIPTIONS[scenario], before, before if scenario == "vrrp-block" else expected,
+        fault_at, sampler.changes, states, requests, [after_holder], events, detector_text,
+    )
+
+
+def _alive(cluster: Cluster, node: str) -> bool:
+    pid = cluster.layouts[node].keepalived_pid
+    res = cluster.hosts[node].run(["sh", "-c", 'kill -0 "$(cat "$1")" 2>/dev/null', "sh", pid])
+    return res.returncode == 0
+
+
+def summarize(values: list[Optional[float]]) -> tuple[Optional[float], Optional[float], int]:
+    got = [v for v in values if v is not None]
+    if not got:
+        return None, None, len(values)
+    return statistics.median(got), max(got), len(values) - len(got)
