@@ -1,7 +1,12 @@
 """DatabaseMigration: move ``ds_shop`` from the source web host to the db host, verified.
 
-The steps (which host, which template, which secrets on stdin) come from
-:mod:`components.migration_plan`, the single list the tests also run against real MariaDB.
+The steps (which host, which template, which secrets) come from
+:func:`components.migration_plan.migration_steps`, the single list the migration tests also run
+against real MariaDB servers. Each step is a :class:`RemoteStep`: the rendered script is copied
+over, run with ``bash``, and its secrets (``NAME=value`` lines) arrive on stdin only. Every step
+carries the plan's digest in its triggers: the steps only make sense together, so any change
+re-runs the whole (idempotent) plan in order. There is no delete step: Pulumi never undoes a
+migration.
 """
 
 from __future__ import annotations
@@ -12,9 +17,8 @@ import pulumi
 from pulumi_command import remote
 
 from .config import StackConfig
-from .migration_plan import migration_steps, stdin_payload
+from .migration_plan import migration_steps, plan_digest, render_step, secret_values, step_stdin
 from .remote import RemoteStep
-from .render import render
 
 
 class DatabaseMigration(pulumi.ComponentResource):
@@ -23,27 +27,28 @@ class DatabaseMigration(pulumi.ComponentResource):
         name: str,
         cfg: StackConfig,
         conns: dict[str, remote.ConnectionArgs],
-        db_password: pulumi.Output[str],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("webha:index:DatabaseMigration", name, None, opts)
+        steps = migration_steps(cfg)
+        plan = plan_digest(cfg, steps)
+        secrets = secret_values(cfg)
         previous: list[pulumi.Resource] = list(depends_on)
         self.steps: list[RemoteStep] = []
-        for step in migration_steps(cfg):
+        for step in steps:
             stdin = None
             if step.secrets:
-                stdin = pulumi.Output.secret(
-                    db_password.apply(lambda pw, s=step: stdin_payload(cfg, s, pw))
-                )
+                stdin = pulumi.Output.secret(step_stdin("", step, secrets))
             rs = RemoteStep(
                 step.name,
                 conns[step.host],
-                render(step.template, **step.context),
+                render_step(cfg, step),
                 stdin=stdin,
+                extra_triggers=[plan],
                 depends_on=previous,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.steps.append(rs)
-            previous = [*depends_on, rs]
-        self.register_outputs({"verification": self.steps[-1].stdout if self.steps else None})
+            previous = [rs]
+        self.register_outputs({"report": self.steps[-1].stdout})

@@ -98,9 +98,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
     auth_pass = (
         pulumi.Output.secret(cfg.vrrp_auth_pass.get_secret_value()) if cfg.vrrp_auth_pass else None
     )
-    migration = DatabaseMigration(
-        "db-migration", cfg, conns, db_password, depends_on=list(prep.values())
-    )
+    migration = DatabaseMigration("db-migration", cfg, conns, depends_on=list(prep.values()))
     webs = [
         WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
         for h in cfg.web_hosts

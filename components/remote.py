@@ -47,6 +47,7 @@ class RemoteStep(pulumi.ComponentResource):
         stdin: Optional[pulumi.Input[str]] = None,
         delete_script: Optional[str] = None,
         files: Optional[dict[str, str]] = None,
+        extra_triggers: Sequence[pulumi.Input] = (),
         depends_on: Sequence[pulumi.Resource] = (),
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
@@ -74,7 +75,11 @@ class RemoteStep(pulumi.ComponentResource):
             undo = f"{STEP_DIR}/{name}.undo.sh"
             copies.append(copy("undo", delete_script, undo))
             delete_cmd = f"bash {undo}"
-        triggers: list = [digest(script), *(digest(c) for _, c in sorted((files or {}).items()))]
+        triggers: list = [
+            digest(script),
+            *(digest(c) for _, c in sorted((files or {}).items())),
+            *extra_triggers,
+        ]
         if stdin is not None:
             triggers.append(pulumi.Output.secret(pulumi.Output.from_input(stdin).apply(digest)))
         self.command = remote.Command(

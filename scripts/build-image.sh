@@ -149,14 +149,16 @@ done
 chroot "$R" systemctl disable keepalived.service
 chroot "$R" systemctl enable nginx.service mariadb.service php8.2-fpm.service ssh.service
 
-# Host keys: unique per VM.  cloud-init's ssh module normally makes them; this
-# oneshot fills any gap before sshd starts (sshd -t fails without keys).
+# Host keys: unique per VM.  cloud-init's ssh module makes them; if it did not
+# (cloud-init disabled or failed) this oneshot makes them before sshd starts
+# (sshd refuses to start without any host key).
 rm -f "$R"/etc/ssh/ssh_host_*
 cat >"$R/etc/systemd/system/webha-ssh-hostkeys.service" <<'UNIT'
 [Unit]
-Description=Generate missing SSH host keys
+Description=Generate SSH host keys if there are none
 After=cloud-init.service
 Before=ssh.service
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
 
 [Service]
 Type=oneshot
@@ -167,9 +169,14 @@ WantedBy=multi-user.target
 UNIT
 chroot "$R" systemctl enable webha-ssh-hostkeys.service
 
-# cloud-init: only look for a NoCloud seed (no metadata-server probing).
+# cloud-init: only look for a NoCloud seed (no metadata-server probing); no
+# RSA/DSA host keys (RSA keygen alone costs ~10 s under TCG); no grub (direct
+# kernel boot).
 cat >"$R/etc/cloud/cloud.cfg.d/90-webha.cfg" <<'CFG'
 datasource_list: [ NoCloud, None ]
+ssh_genkeytypes: [ ed25519, ecdsa ]
+grub_dpkg:
+  enabled: false
 CFG
 
 # Locale: C.UTF-8 exists without generating anything; make it the default so
@@ -233,7 +240,8 @@ touch "$WORK/out/.complete"
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
 publish
-log "built $OUT in $(( $(date +%s) - T0 )) s"
+cleanup_work
+log "built $OUT in $(( $(date +%s) - T0 )) s (qcow2 $(du -h "$OUT/debian12.qcow2" | cut -f1))"
 echo "$OUT"
 }
 

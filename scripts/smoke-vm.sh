@@ -235,7 +235,7 @@ check "failed units" "" "$(g systemctl list-units --failed --plain --no-legend |
 check "mariadb query" "1" "$(g "mysql -N -e 'select 1'")"
 check "debian user key" "ok" "$("${SSH[@]}" "debian@$GUEST_IP" 'sudo -n true && echo ok' 2>&1 || true)"
 check "nginx from host" "200" "$(curl -s -o /dev/null -w '%{http_code}' "http://$GUEST_IP/" || true)"
-check "host keys unique" "3" "$(g 'ls /etc/ssh/ssh_host_*_key.pub | wc -l')"
+check "ssh host keys" "ecdsa ed25519" "$(g 'ls /etc/ssh/ | sed -n "s/^ssh_host_\(.*\)_key\$/\1/p" | sort | tr "\n" " " | sed "s/ \$//"')"
 log "root fs: $(g "df -h / | awk 'NR==2 {print \$2\" size, \"\$3\" used\"}'")"
 log "systemd-analyze: $(g systemd-analyze | head -1)"
 g systemd-analyze blame 2>/dev/null | head -8 | sed 's/^/[smoke]      /'

@@ -38,7 +38,8 @@ DESCRIPTIONS = {
     "keepalived-kill": "keepalived on the holder killed with SIGKILL (silent death, no advert)",
     "keepalived-stop": "keepalived on the holder stopped cleanly (priority-0 advert)",
     "link-down": "the holder's link pulled (switch port down)",
-    "vrrp-block": "nftables on the backup drops VRRP (IP protocol 112): split-brain drill",
+    "vrrp-block": "nftables on every web node drops VRRP (IP protocol 112), as an unopened "
+    "firewall does: split-brain drill",
 }
 NFT_TABLE = "webha_drill"
 
@@ -88,7 +89,8 @@ class Cluster:
 
     def kill_keepalived(self, node: str, sig: str = "KILL") -> None:
         lay = self.layouts[node]
-        script = 'pids=""; for f in "$@"; do p=$(cat "$f" 2>/dev/null) && pids="$pids $p"; done; kill -%s $pids' % sig
+        # Parent first, then the VRRP child, within a millisecond: no priority-0 advert is sent.
+        script = 'rc=1; for f in "$@"; do p=$(cat "$f" 2>/dev/null) && kill -%s "$p" && rc=0; done; exit $rc' % sig
         self.hosts[node].run(
             ["sh", "-c", script, "sh", lay.keepalived_pid, lay.vrrp_pid] if sig == "KILL"
             else ["sh", "-c", script, "sh", lay.keepalived_pid],
@@ -186,20 +188,20 @@ class HolderSampler(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.period = cluster, period
         self.changes: list[tuple[float, tuple[str, ...]]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         last = None
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             t = time.time()
             cur = tuple(self.cluster.holders())
             if cur != last:
                 self.changes.append((t, cur))
                 last = cur
-            self._stop.wait(self.period)
+            self._halt.wait(self.period)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
 
@@ -264,12 +266,18 @@ class DrillResult:
     after: list[str]
     events: list[tuple[float, str]] = field(default_factory=list)
     detector: Optional[str] = None
+    recovery_at: Optional[float] = None
+
+    @property
+    def max_holders(self) -> list[str]:
+        """The largest set of simultaneous VIP holders seen after the fault."""
+        sets = [w for t, w in self.holders if t >= self.fault_at]
+        return list(max(sets, key=len)) if sets else []
 
     @property
     def vip_moved_s(self) -> Optional[float]:
-        for t, who in self.holders:
-            if t >= self.fault_at and self.expected in who and self.before not in who:
-                return t - self.fault_at
+        if self.scenario == "vrrp-block":
+            return None
         for t, who in self.holders:
             if t >= self.fault_at and self.expected in who:
                 return t - self.fault_at
@@ -277,7 +285,9 @@ class DrillResult:
 
     @property
     def http_moved_s(self) -> Optional[float]:
-        done = [r["d"] for r in self.requests if r["ok"] and r["by"] == self.expected and r["t"] >= self.fault_at - 1]
+        if self.scenario == "vrrp-block":
+            return None
+        done = [r["d"] for r in self.requests if r["ok"] and r["by"] == self.expected and r["d"] >= self.fault_at]
         return (min(done) - self.fault_at) if done else None
 
     @property
@@ -291,7 +301,8 @@ class DrillResult:
     @property
     def flaps(self) -> int:
         """MASTER entries after the first one on the new holder (0 = the VIP moved once)."""
-        masters = [(t, n) for t, n, s in self.states if s == "MASTER" and t >= self.fault_at]
+        end = self.recovery_at or float("inf")
+        masters = [(t, n) for t, n, s in self.states if s == "MASTER" and self.fault_at <= t < end]
         return max(0, len(masters) - 1)
 
     def text(self) -> str:
@@ -306,10 +317,14 @@ class DrillResult:
         for t, what in sorted(tl):
             lines.append(f"   {t - f0:+8.3f}  {what}")
         fmt = lambda v: f"{v:.3f} s" if v is not None else "never"  # noqa: E731
-        lines.append(f"   VIP on {self.expected} after: {fmt(self.vip_moved_s)}")
-        lines.append(f"   HTTP via VIP answered by {self.expected} after: {fmt(self.http_moved_s)}")
+        if self.scenario != "vrrp-block":
+            lines.append(f"   VIP on {self.expected} after: {fmt(self.vip_moved_s)}")
+            lines.append(f"   HTTP via VIP answered by {self.expected} after: {fmt(self.http_moved_s)}")
+        most = self.max_holders
+        if len(most) > 1:
+            lines.append(f"   VIP on several nodes at once during the drill: {', '.join(most)}")
         lines.append(f"   client requests: {self.sent} sent, {self.failed} failed")
-        lines.append(f"   flaps after the move: {self.flaps}")
+        lines.append(f"   flaps after the move (before recovery): {self.flaps}")
         lines.append(f"   VIP holder(s) at the end: {', '.join(self.after) or '(nobody)'}")
         if self.detector:
             lines.append("   split-brain detector during the fault:")
@@ -352,12 +367,14 @@ def run_drill(
     expected = max(others, key=lambda n: cluster.cfg.host(n).priority)
     victim = before
     if scenario == "vrrp-block":
-        victim = expected  # the backup stops hearing the master and takes the VIP too
+        # Once VRRP flows again the highest priority master wins and the other one yields.
+        expected = cluster.web_names[0]
     sampler = HolderSampler(cluster)
     client = Client(cluster, rate=rate, timeout=timeout)
     events: list[tuple[float, str]] = []
     detector_text = None
     restore: Callable[[], None] = lambda: None  # noqa: E731
+    recovery_at = None
     try:
         client.wait_first()
         sampler.start()
@@ -377,8 +394,9 @@ def run_drill(
             cluster.link(victim, False)
             restore = lambda: cluster.link(victim, True)  # noqa: E731
         elif scenario == "vrrp-block":
-            cluster.block_vrrp(victim)
-            restore = lambda: cluster.unblock_vrrp(victim)  # noqa: E731
+            for node in cluster.web_names:
+                cluster.block_vrrp(node)
+            restore = lambda: [cluster.unblock_vrrp(n) for n in cluster.web_names]  # noqa: E731
         if scenario == "vrrp-block":
             try:
                 wait_until(lambda: len(cluster.holders()) > 1, observe + 5, "a second VIP holder")
@@ -391,9 +409,11 @@ def run_drill(
         else:
             time.sleep(observe)
         if recover:
-            events.append((time.time(), f"recovery started on {victim}"))
+            where = "all web nodes" if scenario == "vrrp-block" else victim
+            recovery_at = time.time()
+            events.append((recovery_at, f"recovery started on {where}"))
             restore()
-            events.append((time.time(), f"recovery done on {victim}"))
+            events.append((time.time(), f"recovery done on {where}"))
             time.sleep(1.0)
     finally:
         requests = client.stop()
@@ -401,9 +421,9 @@ def run_drill(
     after_holder = single_holder(cluster, 15)
     states = sorted(s for n in cluster.web_names for s in cluster.state_log(n) if s[0] >= fault_at - 0.5)
     return DrillResult(
-        # vrrp-block: once VRRP flows again the higher-priority master wins, the backup yields.
-        scenario, DESCRIPTIONS[scenario], before, before if scenario == "vrrp-block" else expected,
+        scenario, DESCRIPTIONS[scenario], before, expected,
         fault_at, sampler.changes, states, requests, [after_holder], events, detector_text,
+        recovery_at,
     )
 
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from components.checks import keepalived_test_passed
 from components.config import StackConfig
 from components.render import render
 from components.topology import Paths, host_context, keepalived_context
@@ -199,6 +200,29 @@ class HaLab:
             raise LabError(f"init of lab host {host}: expected one child of unshare, got {children}")
         self.hosts[host] = NetnsExecutor(host, int(children[0]))
 
+    def keep(self, meta: dict) -> None:
+        """Mark the lab as kept after this process exits (``webha lab up``); saved for re-attach."""
+        import json
+
+        (self.dir / "owner").write_text("keep\n")
+        meta = {**meta, "inits": {h: ex.init_pid for h, ex in self.hosts.items()}}
+        (self.dir / "lab.json").write_text(json.dumps(meta, indent=2) + "\n")
+        self.inits.clear()  # no longer ours to kill on close()
+
+    @classmethod
+    def attach(cls, cfg: StackConfig, prefix: str, base_dir: Path = BASE_DIR) -> "HaLab":
+        """A handle on a kept lab (created by ``webha lab up``)."""
+        import json
+
+        meta = json.loads((Path(base_dir) / prefix / "lab.json").read_text())
+        lab = cls(cfg, prefix=prefix, base_dir=base_dir)
+        lab.net.created = [lab.net.switch, *(lab.net.ns(h) for h in lab.net.hosts)]
+        for host, pid in meta["inits"].items():
+            lab.hosts[host] = NetnsExecutor(host, int(pid))
+        for node in lab.web_names:
+            lab.layouts[node] = lab._layout(node)
+        return lab
+
     def close(self) -> None:
         for proc in self.inits.values():
             if proc.poll() is None:
@@ -298,7 +322,7 @@ class HaLab:
         lay = self.layouts[node]
         conf = conf or lay.keepalived_conf
         res = self.check_keepalived_config(node, conf)
-        if res.returncode != 0:
+        if not keepalived_test_passed(res.returncode):
             raise ConfigRejected(
                 f"keepalived -t rejected {conf} on {node} (exit {res.returncode}), not started:\n"
                 + (res.stderr + res.stdout).strip()
@@ -433,8 +457,14 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def cleanup_stale(base_dir: Path = BASE_DIR, everything: bool = False) -> list[str]:
-    """Remove labs whose creating process is gone (or all labs with ``everything``).
+def cleanup_stale(
+    base_dir: Path = BASE_DIR,
+    everything: bool = False,
+    only: Optional[str] = None,
+    kept: bool = False,
+) -> list[str]:
+    """Remove labs whose creating process is gone, plus kept ones (``lab up``) with ``kept``,
+    one lab with ``only``, or every lab with ``everything``.
 
     Concurrent labs of live processes (another pytest run, the benchmark) are left alone.
     """
@@ -447,12 +477,22 @@ def cleanup_stale(base_dir: Path = BASE_DIR, everything: bool = False) -> list[s
         prefixes |= {p.name for p in Path(base_dir).iterdir() if re.match(rf"^{PREFIX_BASE}\d{{5}}$", p.name)}
     gone = []
     for prefix in sorted(prefixes):
+        if only is not None:
+            if prefix != only:
+                continue
+            everything = True
         owner_file = Path(base_dir) / prefix / "owner"
         try:
-            owner = int(owner_file.read_text().strip())
-        except (OSError, ValueError):
+            text = owner_file.read_text().strip()
+        except OSError:
+            text = ""
+        if text == "keep" and not (everything or kept):
+            continue  # made by `webha lab up`: removed by `webha lab down`
+        try:
+            owner = int(text)
+        except ValueError:
             owner = int(prefix[len(PREFIX_BASE):])  # the prefix is the creator's pid % 100000
-        if not everything and (owner == os.getpid() or _pid_alive(owner)):
+        if text != "keep" and not everything and (owner == os.getpid() or _pid_alive(owner)):
             continue
         for line in out.splitlines():
             name = line.split(" ")[0]

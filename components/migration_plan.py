@@ -1,0 +1,207 @@
+"""The database migration as an ordered list of steps: the ONE source of truth for what runs where.
+
+``DatabaseMigration`` (components) iterates :func:`migration_steps` and runs every step as a
+``pulumi_command.remote.Command`` over SSH. The tests (tests/migration) and the benchmark
+(bench/migration.py) run the very same list, through :func:`render_step` and :func:`step_stdin`,
+inside network namespaces, so what is tested is what is deployed.
+
+Contract with the component, per :class:`Step` (in list order, each ``depends_on`` the previous):
+
+* ``host``: the stack host name to SSH into (``cfg.host(step.host).ip``), as ``cfg.ssh.user``
+  (root: the steps use the local MariaDB root over its Unix socket and write a drop-in under
+  ``/etc/mysql``).
+* ``create``: the command is exactly ``bash -s``.
+* ``stdin``: ``step_stdin(script, step, secret_values(cfg))`` where ``script =
+  render_step(cfg, step)``; wrap it in ``pulumi.Output.secret`` because it carries the secrets.
+  Format: the rendered script, then one ``NAME=value`` line per name in ``step.secrets`` (a
+  script ends with ``main "$@"; exit $?``: bash reads it up to that line, ``main`` then reads the
+  secret lines from the same stdin, and ``exit`` stops bash before it could run them). Values
+  hold no newline (config validation). No secret is ever in the command line or environment.
+* ``triggers``: ``[plan_digest(cfg)]`` for EVERY step: the steps only make sense together (the
+  migrate step needs the migration user that target-prepare creates and target-finish drops), so
+  any change re-runs the whole plan in order. Re-running is safe: each step is idempotent.
+* ``update``: the same as ``create`` (no ``delete``: a migration is never undone by Pulumi).
+* Exit status: 0 ok; 1 failure; 2 missing tool / bad input; 3 refused (the target holds a
+  ``ds_shop`` webha did not create: nothing changed); 4 verification failed; 5 cannot connect or
+  access denied. The message on stderr says what to do; fail the resource with it.
+
+The steps (``seed-sample`` only when ``database.seedSample``):
+
+=================  ========  ============================  ==========================================
+name               host      template                      secrets on stdin
+=================  ========  ============================  ==========================================
+db-seed-sample     source    db/seed-sample.sh.j2          (none)
+db-target-prepare  target    db/target-prepare.sh.j2       APP_PASSWORD, MIGRATE_PASSWORD
+db-migrate         source    db/migrate.sh.j2              MIGRATE_PASSWORD
+db-target-finish   target    db/target-finish.sh.j2        (none)
+=================  ========  ============================  ==========================================
+
+``APP_PASSWORD`` is ``dbPassword`` (the same value database.php gets). ``MIGRATE_PASSWORD`` is
+derived from it (HMAC-SHA256, see :func:`migration_password`): deterministic, so re-runs agree,
+needing no extra provider, and the user it belongs to exists only between prepare and finish.
+
+Template context = ``topology.base_context(cfg)`` plus ``step.context``, which holds:
+
+* ``step``: ``{name, host, secrets}``;
+* ``migration``: ``meta_schema`` (``webha_meta``), ``user`` (``webha_migrate``),
+  ``app_privileges``, ``dropin_name``, ``max_allowed_packet``, ``connect_timeout``,
+  ``lock_wait_timeout``, ``compress``, ``no_autocommit`` and ``local`` = the :class:`DbRuntime` of
+  the host the step runs on (``socket``, ``conf_dir``, ``restart_command``, ``tmp_dir``);
+* ``seed`` (seed step only): ``{rows, shopdata_py}`` (the generator's source, piped to python3).
+
+Real guests use :func:`default_runtime` (Debian: ``/run/mysqld/mysqld.sock``,
+``/etc/mysql/mariadb.conf.d``, ``systemctl restart mariadb``). The tests pass their own runtimes
+(sockets and a restart script of a ``mariadbd`` started by hand): that is the only difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+from .config import StackConfig
+from .render import digest, render
+from .topology import base_context
+
+SHOPDATA = Path(__file__).resolve().parent.parent / "webha" / "shopdata.py"
+
+# The app's rights on ds_shop.*: data only. No DDL, no GRANT, no FILE, no access to other schemas.
+# EXECUTE for the shop's stored routines, CREATE TEMPORARY TABLES for report queries.
+APP_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "EXECUTE", "CREATE TEMPORARY TABLES")
+
+SEED_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class DbRuntime:
+    """How a host runs MariaDB: where its socket and config drop-ins are, how to restart it."""
+
+    socket: str = "/run/mysqld/mysqld.sock"
+    conf_dir: str = "/etc/mysql/mariadb.conf.d"
+    # Run (by bash -c) only when the drop-in changed what the server must listen on; "" = never
+    # restart (the step then fails and says so if a restart is needed).
+    restart_command: str = "systemctl restart mariadb"
+    # Where the migrate step keeps its credentials file and work files (mode 0700 dir).
+    tmp_dir: str = "/dev/shm"
+
+
+def default_runtime(os_family: str) -> DbRuntime:
+    if os_family == "rhel":
+        return DbRuntime(socket="/var/lib/mysql/mysql.sock", conf_dir="/etc/my.cnf.d")
+    return DbRuntime()
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    host: str
+    template: str
+    context: dict = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
+def migration_password(cfg: StackConfig) -> str:
+    key = cfg.db_password.get_secret_value().encode()
+    msg = f"webha-migrate:{cfg.database.name}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:32]
+
+
+def secret_values(cfg: StackConfig) -> dict[str, str]:
+    """Every secret a step may ask for, by name."""
+    return {
+        "APP_PASSWORD": cfg.db_password.get_secret_value(),
+        "MIGRATE_PASSWORD": migration_password(cfg),
+    }
+
+
+def migration_settings(cfg: StackConfig, runtime: DbRuntime, **overrides) -> dict:
+    settings = {
+        "meta_schema": "webha_meta",
+        "user": "webha_migrate",
+        "app_privileges": list(APP_PRIVILEGES),
+        "dropin_name": "60-webha.cnf",
+        "max_allowed_packet": "256M",
+        "connect_timeout": 10,
+        "lock_wait_timeout": 30,
+        "compress": False,
+        "no_autocommit": True,
+        "local": asdict(runtime),
+    }
+    settings.update(overrides)
+    return settings
+
+
+def migration_steps(
+    cfg: StackConfig,
+    runtimes: Optional[Mapping[str, DbRuntime]] = None,
+    seed_rows: int = SEED_ROWS,
+    **settings,
+) -> list[Step]:
+    """The plan for ``cfg``, in order. ``runtimes`` maps host name -> :class:`DbRuntime` (tests);
+    ``settings`` override ``migration`` keys (e.g. ``compress=True``)."""
+    db = cfg.database
+    runtimes = dict(runtimes or {})
+
+    def rt(host: str) -> DbRuntime:
+        return runtimes.get(host) or default_runtime(cfg.image.os_family)
+
+    def step(name: str, host: str, template: str, secrets: tuple[str, ...] = (), **extra) -> Step:
+        ctx = {
+            "step": {"name": name, "host": host, "secrets": list(secrets)},
+            "migration": migration_settings(cfg, rt(host), **settings),
+            **extra,
+        }
+        return Step(name, host, template, ctx, secrets)
+
+    steps = []
+    if db.seed_sample:
+        steps.append(step("db-seed-sample", db.source_host, "db/seed-sample.sh.j2",
+                          seed={"rows": seed_rows, "shopdata_py": SHOPDATA.read_text()}))
+    steps += [
+        step("db-target-prepare", db.target_host, "db/target-prepare.sh.j2",
+             ("APP_PASSWORD", "MIGRATE_PASSWORD")),
+        step("db-migrate", db.source_host, "db/migrate.sh.j2", ("MIGRATE_PASSWORD",)),
+        step("db-target-finish", db.target_host, "db/target-finish.sh.j2"),
+    ]
+    return steps
+
+
+def render_step(cfg: StackConfig, step: Step, base: Optional[dict] = None) -> str:
+    ctx = dict(base if base is not None else base_context(cfg))
+    ctx.update(step.context)
+    return render(step.template, **ctx)
+
+
+def step_stdin(script: str, step: Step, secrets: Mapping[str, str]) -> str:
+    """What the step's ``bash -s`` reads: the script, then its secrets as NAME=value lines."""
+    if not script.endswith("\n"):
+        script += "\n"
+    lines = []
+    for name in step.secrets:
+        value = secrets[name]
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise ValueError(f"secret {name} must be one line")
+        lines.append(f"{name}={value}\n")
+    return script + "".join(lines)
+
+
+def plan_digest(cfg: StackConfig, steps: Optional[list[Step]] = None) -> str:
+    """One value for every step's ``triggers``: changes when any step's script changes."""
+    steps = steps if steps is not None else migration_steps(cfg)
+    base = base_context(cfg)
+    return digest("".join(f"{s.name}@{s.host}\n{render_step(cfg, s, base)}" for s in steps))
+
+
+def template_contexts(cfg: StackConfig) -> dict[str, dict]:
+    """Extra context for each db template (for a render tier iterating ``templates/``).
+
+    ``db/lib.sh.j2`` is a partial: it renders with any step's context.
+    """
+    steps = migration_steps(cfg.model_copy(update={"database": cfg.database.model_copy(
+        update={"seed_sample": True})}))
+    out = {s.template: s.context for s in steps}
+    out["db/lib.sh.j2"] = steps[1].context
+    return out

@@ -1,0 +1,21 @@
+"""Shared by the migration tests: the test stack config (the local stack + test secrets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from components.config import StackConfig, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DB_PASSWORD = "Tst-app-pw-7f3a9c21e5"
+
+
+def stack_config(**database) -> StackConfig:
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
+    raw = {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    raw["database"] = {**raw.get("database", {}), "seedSample": True, **database}
+    raw["dbPassword"] = DB_PASSWORD
+    raw["vrrpAuthPass"] = "vrrp1234"
+    return parse_config(raw, {"dbPassword", "vrrpAuthPass"})

@@ -1,0 +1,114 @@
+"""The db steps render with base_context + the plan's extra keys, and every rendered script passes
+``bash -n`` and ``shellcheck``; the plan itself (order, hosts, secrets, stdin format)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from components import migration_plan as mp
+from components.render import TEMPLATES, render, template_names
+from components.topology import base_context
+
+from .helpers import DB_PASSWORD, stack_config
+
+
+def _require(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        pytest.fail(f"{tool} is missing: apt-get install {package}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return stack_config()
+
+
+@pytest.mark.render
+def test_every_db_template_renders_and_passes_bash_n_and_shellcheck(cfg, tmp_path):
+    bash = _require("bash", "bash")
+    shellcheck = _require("shellcheck", "shellcheck")
+    contexts = mp.template_contexts(cfg)
+    db_templates = [t for t in template_names() if t.startswith("db/")]
+    assert set(db_templates) == set(contexts), "every db template has a context in the plan"
+    base = base_context(cfg)
+    for name, extra in contexts.items():
+        text = render(name, **{**base, **extra})
+        assert DB_PASSWORD not in text and mp.migration_password(cfg) not in text
+        if name == "db/lib.sh.j2":
+            continue  # a partial, checked inside each step below
+        path = tmp_path / (name.replace("/", "_").removesuffix(".j2"))
+        path.write_text(text)
+        res = subprocess.run([bash, "-n", str(path)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}: {res.stderr}"
+        res = subprocess.run([shellcheck, "-S", "style", "-s", "bash", str(path)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}:\n{res.stdout}"
+        assert text.rstrip().endswith('main "$@"; exit $?'), name
+
+
+@pytest.mark.render
+def test_rhel_and_custom_hosts_render(cfg):
+    raw_db = {"allowedHosts": ["10.1.1.%"]}
+    other = stack_config(**raw_db)
+    steps = mp.migration_steps(other)
+    prep = mp.render_step(other, steps[1])
+    assert "'dsshop'@'10.1.1.%'" in prep and "'10.1.1.11'" not in prep.split("webha_migrate")[0]
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE, CREATE TEMPORARY TABLES ON \\`ds\\_shop\\`.*" in prep
+    rt = mp.default_runtime("rhel")
+    assert rt.conf_dir == "/etc/my.cnf.d"
+
+
+@pytest.mark.unit
+def test_plan_order_hosts_and_secrets(cfg):
+    steps = mp.migration_steps(cfg)
+    assert [(s.name, s.host, s.template, s.secrets) for s in steps] == [
+        ("db-seed-sample", "web01", "db/seed-sample.sh.j2", ()),
+        ("db-target-prepare", "mysql01", "db/target-prepare.sh.j2", ("APP_PASSWORD", "MIGRATE_PASSWORD")),
+        ("db-migrate", "web01", "db/migrate.sh.j2", ("MIGRATE_PASSWORD",)),
+        ("db-target-finish", "mysql01", "db/target-finish.sh.j2", ()),
+    ]
+    no_seed = stack_config(seedSample=False)
+    assert [s.name for s in mp.migration_steps(no_seed)][0] == "db-target-prepare"
+    assert steps[1].context["migration"]["local"]["socket"] == "/run/mysqld/mysqld.sock"
+    assert steps[1].context["migration"]["local"]["restart_command"] == "systemctl restart mariadb"
+
+
+@pytest.mark.unit
+def test_stdin_format_and_secret_derivation(cfg):
+    step = mp.migration_steps(cfg)[1]
+    secrets = mp.secret_values(cfg)
+    assert secrets["APP_PASSWORD"] == DB_PASSWORD
+    assert secrets["MIGRATE_PASSWORD"] == mp.migration_password(cfg) != DB_PASSWORD
+    assert len(secrets["MIGRATE_PASSWORD"]) == 32
+    stdin = mp.step_stdin("echo hi\nmain \"$@\"; exit $?", step, secrets)
+    assert stdin.endswith(f"\nAPP_PASSWORD={DB_PASSWORD}\nMIGRATE_PASSWORD={secrets['MIGRATE_PASSWORD']}\n")
+    with pytest.raises(ValueError):
+        mp.step_stdin("x", step, {"APP_PASSWORD": "a\nb", "MIGRATE_PASSWORD": "c"})
+
+
+@pytest.mark.unit
+def test_plan_digest_tracks_every_step(cfg):
+    d = mp.plan_digest(cfg)
+    assert d == mp.plan_digest(stack_config())
+    assert d != mp.plan_digest(stack_config(allowedHosts=["10.1.1.%"]))
+    assert len(d) == 16
+
+
+@pytest.mark.unit
+def test_templates_dir_has_the_db_steps():
+    assert {"migrate.sh.j2", "target-prepare.sh.j2", "target-finish.sh.j2", "seed-sample.sh.j2",
+            "lib.sh.j2"} <= {p.name for p in (TEMPLATES / "db").iterdir()}
+
+
+@pytest.mark.unit
+def test_missing_mariadb_fails_naming_the_package(monkeypatch):
+    from webha.mariadb_lab import require_mariadb
+    from webha.netns import LabError
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(LabError, match="apt-get install mariadb-server"):
+        require_mariadb()

@@ -1,0 +1,337 @@
+"""The db migration steps against two real MariaDB servers, run exactly as the component runs
+them: rendered by render(), then ``bash -s`` on the step's host with the secrets after the script."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from components.migration_plan import migration_password, render_step, secret_values
+from components.render import render
+from components.topology import base_context
+from webha.mariadb_lab import MariaDBHost, client
+
+from .helpers import DB_PASSWORD
+
+pytestmark = pytest.mark.migration
+
+DB = "ds_shop"
+
+
+def fingerprint(srv: MariaDBHost, db: str = DB) -> dict:
+    """Rows + CHECKSUM TABLE per table and every trigger/routine/event/view, read as root."""
+    tables = srv.value(
+        f"SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' "
+        "AND TABLE_TYPE='BASE TABLE' ORDER BY 1").split()
+    out = {}
+    for t in tables:
+        rows = srv.value(f"SELECT COUNT(*) FROM `{db}`.`{t}`")
+        csum = srv.value(f"CHECKSUM TABLE `{db}`.`{t}`").split("\t")[1]
+        out[f"table:{t}"] = (int(rows), csum)
+    for kind, q in (
+        ("trigger", f"SELECT TRIGGER_NAME, MD5(ACTION_STATEMENT) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='{db}'"),
+        ("routine", f"SELECT ROUTINE_NAME, MD5(ROUTINE_DEFINITION) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='{db}'"),
+        ("event", f"SELECT EVENT_NAME, MD5(EVENT_DEFINITION) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='{db}'"),
+        ("view", f"SELECT TABLE_NAME, MD5(VIEW_DEFINITION) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='{db}'"),
+    ):
+        for line in srv.value(q).splitlines():
+            name, body = line.split("\t")
+            out[f"{kind}:{name}"] = body
+    return out
+
+
+def marker(srv: MariaDBHost) -> list[str]:
+    res = srv.sql(f"SELECT state, run_id FROM webha_meta.migration WHERE db_name='{DB}'", check=False)
+    return res.stdout.split() if res.returncode == 0 else []
+
+
+class SecretWatch:
+    """Scans every process's argv and environment while a step runs, for the given secrets."""
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = [s.encode() for s in secrets]
+        self.hits: list[str] = []
+        self.scans = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                for what in ("cmdline", "environ"):
+                    try:
+                        data = Path(f"/proc/{pid}/{what}").read_bytes()
+                    except OSError:
+                        continue
+                    for s in self.secrets:
+                        if s in data:
+                            self.hits.append(f"pid {pid} {what}: {data[:200]!r}")
+            self.scans += 1
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def test_full_migration_verified_and_no_secret_in_argv(fresh_target, cfg):
+    lab = fresh_target
+    before = fingerprint(lab.src)
+    secrets = [DB_PASSWORD, migration_password(cfg)]
+    with SecretWatch(secrets) as watch:
+        results = lab.run_plan()
+    for res in results:
+        assert res.returncode == 0, str(res)
+    assert [r.step for r in results] == ["db-seed-sample", "db-target-prepare", "db-migrate",
+                                         "db-target-finish"]
+    migrate = results[2]
+    assert "verified: 6 tables" in migrate.stdout and "2 triggers, 2 routines" in migrate.stdout
+    # Independent check, as root on both servers: identical data and objects, source untouched.
+    assert fingerprint(lab.tgt) == before == fingerprint(lab.src)
+    assert len(before) >= 6 + 2 + 2 + 1 + 1
+    # utf8mb4 (Chinese + 4-byte emoji), NULLs and blobs survived byte for byte.
+    q = ("SELECT MD5(GROUP_CONCAT(CONCAT_WS('|', id, nickname, email, HEX(avatar)) ORDER BY id)), "
+         "SUM(nickname LIKE '%🙂%'), SUM(email IS NULL) FROM ds_shop.users")
+    assert lab.tgt.value(q) == lab.src.value(q)
+    assert lab.src.value("SELECT COUNT(*) FROM ds_shop.users WHERE nickname REGEXP '[🙂🛒🍵📦🎁]'") != "0"
+    # The target listens on its topology address (the drop-in + restart), the marker is complete,
+    # the migration user is gone.
+    assert lab.tgt.value("SELECT @@bind_address") == "10.1.1.12"
+    assert (Path(lab.tgt.conf_dir) / "60-webha.cnf").read_text().count("bind-address = 10.1.1.12") == 1
+    assert marker(lab.tgt)[0] == "complete"
+    assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
+    # No secret in any process's argv or environment at any time; no credentials file left.
+    assert watch.scans > 20
+    assert watch.hits == []
+    assert list(Path(lab.src.tmp_dir).iterdir()) == []
+    for res in results:
+        for s in secrets:
+            assert s not in res.output
+    lab.state = "migrated"
+
+
+def test_app_user_least_privilege_from_allowed_hosts_only(migrated, tmp_path):
+    lab = migrated
+    pw = DB_PASSWORD
+
+    def app(host: str, query: str):
+        return client(lab.lab, host, "10.1.1.12", "dsshop", pw, query, tmp_path, db=DB)
+
+    for host in ("web01", "web02"):
+        res = app(host, "SELECT COUNT(*) FROM users; SELECT order_total(1) IS NOT NULL;"
+                        "CREATE TEMPORARY TABLE tmp_x (id INT); INSERT INTO tmp_x VALUES (1);"
+                        "SELECT COUNT(*) FROM tmp_x;")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split()[0] == lab.src.value("SELECT COUNT(*) FROM ds_shop.users")
+    # No DDL, no other schema, no privilege administration.
+    for query in ("CREATE TABLE evil (id INT)", "DROP TABLE users", "SELECT * FROM mysql.user",
+                  "SELECT * FROM webha_meta.migration", "GRANT SELECT ON ds_shop.* TO dsshop@'%'",
+                  "ALTER TABLE users ADD COLUMN x INT"):
+        res = app("web02", query)
+        assert res.returncode != 0, query
+        assert "denied" in res.stderr, (query, res.stderr)
+    # A host that is not a web host cannot even connect.
+    res = app("stranger", "SELECT 1")
+    assert res.returncode != 0
+    # (the client may wrap it: "error packet before completion of TLS handshake ... 1130 - ...")
+    assert "1130" in res.stderr and "not allowed to connect" in res.stderr, res.stderr
+    # Root and the (dropped) migration user are not reachable over the network.
+    res = client(lab.lab, "web02", "10.1.1.12", "root", pw, "SELECT 1", tmp_path)
+    assert res.returncode != 0 and "ERROR 1045" in res.stderr
+    res = client(lab.lab, "web01", "10.1.1.12", "webha_migrate", migration_password(lab.cfg),
+                 "SELECT 1", tmp_path)
+    assert res.returncode != 0 and "ERROR 1045" in res.stderr
+
+
+def test_database_php_uses_app_user_not_root(migrated, cfg, tmp_path):
+    lab = migrated
+    ctx = base_context(cfg)
+    php = render("app/application/database.php.j2", **ctx, db_host=ctx["database"]["target_ip"],
+                 db_password=DB_PASSWORD)
+    vals = dict(re.findall(r"'(\w+)'\s*=>\s*'([^']*)'", php))
+    assert vals["username"] == "dsshop" and vals["database"] == DB
+    assert vals["hostname"] == "10.1.1.12"
+    assert "root" not in php.lower()
+    # What database.php says works, from both web hosts.
+    for host in ("web01", "web02"):
+        res = client(lab.lab, host, vals["hostname"], vals["username"], vals["password"],
+                     "SELECT COUNT(*) FROM goods", tmp_path, db=vals["database"])
+        assert res.returncode == 0, res.stderr
+
+
+def test_rerun_is_idempotent_and_never_drops(migrated):
+    lab = migrated
+    before_tgt = fingerprint(lab.tgt)
+    run_before = marker(lab.tgt)
+    results = lab.run_plan()
+    for res in results:
+        assert res.returncode == 0, str(res)
+    seed, prepare, migrate, finish = results
+    assert "not seeding" in seed.stdout
+    assert "restarting" not in prepare.stdout  # config already right: no restart
+    assert "already migrated" in migrate.stdout and "identical" in migrate.stdout
+    assert "streaming" not in migrate.stdout
+    assert marker(lab.tgt) == run_before  # same run: nothing was redone
+    assert fingerprint(lab.tgt) == before_tgt
+    # After the cut-over the shop writes to the target: a re-run must leave that alone.
+    lab.tgt.sql("INSERT INTO ds_shop.categories (parent_id, name, sort) VALUES (NULL, '新品', 999)")
+    for res in lab.run_plan():
+        assert res.returncode == 0, str(res)
+    assert lab.tgt.value("SELECT COUNT(*) FROM ds_shop.categories WHERE name='新品'") == "1"
+    assert marker(lab.tgt) == run_before
+    lab.state = "changed"
+
+
+def test_conflicting_target_refused_never_overwritten(fresh_target):
+    lab = fresh_target
+    lab.tgt.sql("CREATE DATABASE ds_shop; CREATE TABLE ds_shop.legacy (id INT PRIMARY KEY, v TEXT);"
+                "INSERT INTO ds_shop.legacy VALUES (1, 'precious');")
+    res = lab.run_step(lab.step("db-target-prepare"))
+    assert res.returncode == 3, str(res)
+    assert "refusing" in res.stderr and "did not create" in res.stderr
+    assert lab.tgt.value("SELECT v FROM ds_shop.legacy") == "precious"
+    assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
+
+    # Same when the foreign database appears between prepare and migrate.
+    lab.tgt.sql("DROP DATABASE ds_shop")
+    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    lab.tgt.sql("CREATE DATABASE ds_shop; CREATE TABLE ds_shop.legacy (id INT PRIMARY KEY, v TEXT);"
+                "INSERT INTO ds_shop.legacy VALUES (1, 'precious');")
+    res = lab.run_step(lab.step("db-migrate"))
+    assert res.returncode == 3, str(res)
+    assert "refusing" in res.stderr
+    assert lab.tgt.value("SELECT v FROM ds_shop.legacy") == "precious"
+    assert lab.tgt.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='ds_shop'") == "1"
+
+    # An EMPTY ds_shop (the course's manual `create database ds_shop`) is adopted.
+    lab.tgt.sql("DROP DATABASE ds_shop; CREATE DATABASE ds_shop")
+    for res in lab.run_plan()[1:]:
+        assert res.returncode == 0, str(res)
+    assert fingerprint(lab.tgt) == fingerprint(lab.src)
+    lab.state = "migrated"
+
+
+def test_killed_import_then_retry_succeeds(fresh_target):
+    lab = fresh_target
+    before = fingerprint(lab.src)
+    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    proc = lab.popen_step(lab.step("db-migrate"))
+    # Kill the whole step (dump, import, snapshot session) once the big table is half-copied.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        n = lab.tgt.value("SELECT COUNT(*) FROM information_schema.TABLES "
+                          "WHERE TABLE_SCHEMA='ds_shop' AND TABLE_NAME='goods'")
+        if n == "1" or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the copy finished before it could be interrupted: raise WEBHA_TEST_SEED_ROWS"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_out = proc.stdout.read()
+    assert "streaming" in killed_out and "complete" not in killed_out, killed_out
+    assert marker(lab.tgt)[0] == "in_progress"
+    partial = fingerprint(lab.tgt)
+    assert partial != before  # really interrupted mid-way
+    # The source is untouched and not left locked (the read lock died with the session).
+    assert fingerprint(lab.src) == before
+    lab.src.sql("CREATE DATABASE IF NOT EXISTS scratch; CREATE TABLE IF NOT EXISTS scratch.t (i INT);"
+                "INSERT INTO scratch.t VALUES (1); DROP DATABASE scratch;", timeout=10)
+
+    res = lab.run_step(lab.step("db-migrate"))
+    assert res.returncode == 0, str(res)
+    assert "did not finish" in res.stdout and "verified" in res.stdout
+    assert fingerprint(lab.tgt) == before == fingerprint(lab.src)
+    assert marker(lab.tgt)[0] == "complete"
+    # SIGKILL skipped the killed run's EXIT trap: the retry removed its credentials file.
+    assert list(Path(lab.src.tmp_dir).iterdir()) == []
+    assert lab.run_step(lab.step("db-target-finish")).returncode == 0
+    lab.state = "migrated"
+
+
+def test_consistent_snapshot_while_the_shop_keeps_writing(fresh_target):
+    """Writes on the source during the copy: the copy is the dump's snapshot, and verification
+    compares against that same snapshot (not the moving source), so it passes."""
+    lab = fresh_target
+    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    n0 = int(lab.src.value("SELECT COUNT(*) FROM ds_shop.stock_log"))
+    writes = "".join(
+        f"INSERT INTO ds_shop.stock_log (goods_id, delta, reason, created_at) VALUES ({i % 50 + 1}, 1, 'w', NOW());"
+        "DO SLEEP(0.002);\n" for i in range(4000))
+    writer = lab.lab.popen(lab.source, ["mariadb", f"--socket={lab.src.socket}", "-uroot"],
+                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def feed():
+        try:
+            writer.stdin.write(writes)
+            writer.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass  # the writer is killed once the migration is done
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        time.sleep(0.5)
+        res = lab.run_step(lab.step("db-migrate"))
+    finally:
+        try:
+            os.killpg(writer.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        writer.wait()
+    assert res.returncode == 0, str(res)
+    copied = int(lab.tgt.value("SELECT COUNT(*) FROM ds_shop.stock_log"))
+    now = int(lab.src.value("SELECT COUNT(*) FROM ds_shop.stock_log"))
+    assert n0 < copied < now, (n0, copied, now)  # a snapshot taken mid-stream of writes
+    assert lab.run_step(lab.step("db-target-finish")).returncode == 0
+    lab.state = "migrated-snapshot"
+
+
+def test_wrong_password_and_missing_secret_fail_clearly(migrated):
+    lab = migrated
+    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    bad = dict(secret_values(lab.cfg), MIGRATE_PASSWORD="not-the-password-000")
+    res = lab.run_step(lab.step("db-migrate"), secrets=bad)
+    assert res.returncode == 5, str(res)
+    assert "access denied" in res.stderr and "wrong MIGRATE_PASSWORD" in res.stderr
+    assert "not-the-password-000" not in res.output
+    step = lab.step("db-target-prepare")
+    res = lab.run_step(step, stdin=render_step(lab.cfg, step) + "MIGRATE_PASSWORD=" + "x" * 20 + "\n")
+    assert res.returncode == 2 and "secret APP_PASSWORD missing on stdin" in res.stderr, str(res)
+    assert lab.run_step(lab.step("db-target-finish")).returncode == 0
+
+
+def test_unreachable_target_fails_clearly(migrated):
+    lab = migrated
+    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    lab.lab.link(lab.target, False)
+    try:
+        res = lab.run_step(lab.step("db-migrate", connect_timeout=3), timeout=120)
+    finally:
+        lab.lab.link(lab.target, True)
+    assert res.returncode == 5, str(res)
+    assert "cannot reach MariaDB on 10.1.1.12:3306 from 10.1.1.11" in res.stderr
+    assert res.seconds < 60
+    assert lab.run_step(lab.step("db-target-finish")).returncode == 0
+
+
+def test_migration_survives_compression_setting(fresh_target):
+    """The plan's `compress` option (client/server protocol compression, for slow links)."""
+    lab = fresh_target
+    for res in lab.run_plan(compress=True)[1:]:
+        assert res.returncode == 0, str(res)
+    assert fingerprint(lab.tgt) == fingerprint(lab.src)
+    lab.state = "migrated"

@@ -1,0 +1,198 @@
+"""``python -m webha SUBCOMMAND``: lab, drills and the split-brain detector.
+
+Subcommands register themselves in :data:`COMMANDS` (name -> (add_arguments, run)); add one by
+writing the two functions and one line at the bottom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STACK = ROOT / "stacks" / "Pulumi.dev.yaml"
+
+
+# --------------------------------------------------------------------------- shared options
+def _stack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", default=str(DEFAULT_STACK), help="stack file (default: %(default)s)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a stack value, e.g. vrrp.preempt=true, vrrp.advertInt=0.25 (YAML values)",
+    )
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _load(args) -> Any:
+    from components.config import ConfigError
+    from .stackfile import load_stack_file
+
+    try:
+        return load_stack_file(args.stack, overrides=_overrides(args.set))
+    except ConfigError as exc:
+        raise SystemExit(f"{args.stack}:\n{exc}") from None
+
+
+def _cluster(args, cfg):
+    """(cluster, lab-or-None): a kept lab (--lab), real hosts (--target ssh) or a fresh lab."""
+    from .drill import LabCluster, SshCluster
+    from .lab import HaLab
+
+    if args.target == "ssh":
+        return SshCluster(cfg), None
+    if args.lab:
+        lab = HaLab.attach(cfg, args.lab)
+        return LabCluster(lab), None  # not ours: left running
+    lab = HaLab(cfg).start()
+    return LabCluster(lab), lab
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=("lab", "ssh"), default="lab",
+                   help="lab: namespaces on this machine (default); ssh: the deployed hosts")
+    p.add_argument("--lab", metavar="PREFIX", help="use a lab kept by `lab up` instead of a new one")
+
+
+# --------------------------------------------------------------------------- drill
+def drill_args(p: argparse.ArgumentParser) -> None:
+    from .drill import SCENARIOS
+
+    _stack_args(p)
+    _target_args(p)
+    p.add_argument("--scenario", action="append", choices=SCENARIOS, required=True,
+                   help="repeatable; run in order")
+    p.add_argument("--observe", type=float, default=4.0, help="seconds to watch after the fault")
+    p.add_argument("--rate", type=float, default=50.0, help="client requests per second")
+
+
+def drill_run(args) -> int:
+    from .drill import DrillError, run_drill, single_holder
+
+    cfg = _load(args)
+    cluster, own = _cluster(args, cfg)
+    failed = False
+    try:
+        if own is not None and own.adjustments:
+            print("lab adjustments: " + "; ".join(own.adjustments))
+        try:
+            single_holder(cluster, 15)
+            for scenario in args.scenario:
+                res = run_drill(cluster, scenario, observe=args.observe, rate=args.rate)
+                print(res.text())
+                print()
+                failed |= len(res.after) != 1
+        except DrillError as exc:
+            print(f"drill stopped: {exc} (run `python -m webha splitbrain` to see why)",
+                  file=sys.stderr)
+            return 1
+    finally:
+        if own is not None:
+            own.close()
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- splitbrain
+def splitbrain_args(p: argparse.ArgumentParser) -> None:
+    _stack_args(p)
+    _target_args(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-stats", action="store_true", help="do not signal keepalived for its counters")
+
+
+def splitbrain_run(args) -> int:
+    from .splitbrain import detect
+
+    cfg = _load(args)
+    cluster, own = _cluster(args, cfg)
+    try:
+        if own is not None:
+            from .drill import single_holder
+
+            single_holder(cluster, 15)
+        report = detect(cluster, stats=not args.no_stats)
+    finally:
+        if own is not None:
+            own.close()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    return 2 if report.split_brain else (1 if report.problems else 0)
+
+
+# --------------------------------------------------------------------------- lab
+def lab_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="lab_cmd", required=True)
+    up = sub.add_parser("up", help="start a lab and leave it running")
+    _stack_args(up)
+    down = sub.add_parser("down", help="remove kept labs (all, or PREFIX) and stale ones")
+    down.add_argument("prefix", nargs="?")
+    down.add_argument("--all", action="store_true", help="also labs of running processes")
+    sub.add_parser("list", help="labs on this machine")
+
+
+def lab_run(args) -> int:
+    from .lab import BASE_DIR, HaLab, cleanup_stale
+
+    if args.lab_cmd == "up":
+        cfg = _load(args)
+        lab = HaLab(cfg).start()
+        holder = lab.wait_single_holder(15)
+        lab.keep({"stack": args.stack, "set": args.set})
+        print(f"lab {lab.prefix} up; VIP {cfg.vrrp.vip} on {holder}")
+        for note in lab.adjustments:
+            print(f"  adjusted: {note}")
+        for host, ex in lab.hosts.items():
+            print(f"  {host:8s} nsenter {' '.join(ex.prefix()[1:])} bash")
+        print(f"  files: {lab.dir}")
+        print(f"  drill: python -m webha drill --lab {lab.prefix} --stack {args.stack} "
+              + "".join(f"--set {s} " for s in args.set) + "--scenario nginx-kill")
+        print(f"  down:  python -m webha lab down {lab.prefix}")
+        return 0
+    if args.lab_cmd == "down":
+        if args.prefix:
+            gone = cleanup_stale(only=args.prefix)
+        else:
+            gone = cleanup_stale(kept=True, everything=args.all)
+        print("removed: " + (", ".join(gone) or "nothing"))
+        return 0
+    for d in sorted(BASE_DIR.glob("whl*")) if BASE_DIR.is_dir() else []:
+        owner = (d / "owner").read_text().strip() if (d / "owner").exists() else "?"
+        print(f"{d.name}  owner={owner}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "drill": ("run failover drills and print a report", drill_args, drill_run),
+    "splitbrain": ("is the VIP on more than one node, and why", splitbrain_args, splitbrain_run),
+    "lab": ("namespace lab with real keepalived and nginx", lab_args, lab_run),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m webha")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, (help_text, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text))
+    args = ap.parse_args(argv)
+    return COMMANDS[args.cmd][2](args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Split-brain detector: who holds the VIP, and the causes the seed course names.
+
+Split brain = the VIP is on more than one node (seed: "vip出现在了多台机器上"). Checks, each on
+every web node, read-only:
+
+1. **holders** - ``ip -4 -o addr show dev <if>``: which nodes carry the VIP;
+2. **state** - keepalived's state from the notify state file (``<state_dir>/vrrp.state``);
+3. **firewall** - ``nft -j list ruleset``: an input rule dropping/rejecting IP protocol 112
+   (VRRP), or an input chain with policy drop and no rule accepting VRRP (seed cause #1,
+   "防火墙未关闭");
+4. **adverts** - are VRRP adverts received? keepalived's counters, dumped by its STATS signal
+   (``kill -s $(keepalived --signum=STATS) <pid>`` -> ``/tmp/keepalived.stats``), taken twice a
+   few advert intervals apart. The signal only makes keepalived write the file; it changes no
+   state. Disable with ``stats=False`` for a strictly signal-free run;
+5. **clock** - ``date +%s.%N`` on each node against this machine (seed cause "时间不同步");
+6. **config** - the deployed ``keepalived.conf`` of every node, parsed and compared:
+   virtual_router_id, VRRP version, advert_int, authentication (compared by hash, never
+   printed), VIP, unicast source/peers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .executor import ExecError
+
+SKEW_LIMIT = 0.5
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class SplitBrainReport:
+    vip: str
+    holders: list[str]
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def split_brain(self) -> bool:
+        return len(self.holders) > 1
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def text(self) -> str:
+        if self.split_brain:
+            head = f"SPLIT BRAIN: VIP {self.vip} is held by {', '.join(self.holders)}"
+        elif self.holders:
+            head = f"ok: VIP {self.vip} is held by {self.holders[0]} only"
+        else:
+            head = f"NO HOLDER: VIP {self.vip} is on no node"
+        lines = [head]
+        for f in self.findings:
+            lines.append(f"  [{'ok' if f.ok else '!!'}] {f.check}: {f.detail}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {
+            "vip": self.vip,
+            "holders": self.holders,
+            "split_brain": self.split_brain,
+            "findings": [f.__dict__ for f in self.findings],
+        }
+
+
+# --------------------------------------------------------------------------- keepalived.conf
+def _tokens(text: str) -> list[str]:
+    out: list[str] = []
+    for line in text.splitlines():
+        line = re.split(r"\s[#!]|^[#!]", line, maxsplit=1)[0]
+        for tok in re.findall(r'"[^"]*"|[{}]|[^\s{}]+', line):
+            out.append(tok.strip('"'))
+        out.append("\n")
+    return out
+
+
+def parse_keepalived_conf(text: str) -> list:
+    """Nested ``[keyword, [args], [children]]`` items; enough for comparing nodes' configs."""
+    toks = _tokens(text)
+    pos = 0
+
+    def block() -> list:
+        nonlocal pos
+        items: list = []
+        cur: Optional[list] = None
+        while pos < len(toks):
+            tok = toks[pos]
+            pos += 1
+            if tok == "}":
+                return items
+            if tok == "\n":
+                cur = None
+                continue
+            if tok == "{":
+                children = block()
+                if cur is None:  # a bare "{ ... }" list
+                    items.append(["", [], children])
+                else:
+                    cur[2] = children
+                    cur = None
+                continue
+            if cur is None:
+                cur = [tok, [], []]
+                items.append(cur)
+            else:
+                cur[1].append(tok)
+        return items
+
+    return block()
+
+
+def _find(items: list, key: str) -> list:
+    return [i for i in items if i[0] == key]
+
+
+def summarize_conf(text: str) -> dict:
+    items = parse_keepalived_conf(text)
+    glob = {i[0]: i[1] for g in _find(items, "global_defs") for i in g[2]}
+    out: dict = {"vrrp_version": (glob.get("vrrp_version") or ["2"])[0], "instances": {}}
+    for inst in _find(items, "vrrp_instance"):
+        body = {i[0]: i for i in inst[2]}
+
+        def arg(k: str, default: Optional[str] = None) -> Optional[str]:
+            return body[k][1][0] if k in body and body[k][1] else default
+
+        auth = body.get("authentication")
+        auth_kv = {i[0]: (i[1][0] if i[1] else "") for i in (auth[2] if auth else [])}
+        peers = sorted(
+            w for i in (body["unicast_peer"][2] if "unicast_peer" in body else [])
+            for w in [i[0], *i[1]] if re.match(r"^[0-9a-f.:]+$", w)
+        )
+        vips = sorted(i[0] for i in (body["virtual_ipaddress"][2] if "virtual_ipaddress" in body else []))
+        out["instances"][inst[1][0] if inst[1] else "?"] = {
+            "virtual_router_id": arg("virtual_router_id"),
+            "interface": arg("interface"),
+            "priority": arg("priority", "100"),
+            "state": arg("state"),
+            "advert_int": arg("advert_int", "1"),
+            "nopreempt": "nopreempt" in body,
+            "unicast_src_ip": arg("unicast_src_ip"),
+            "unicast_peer": peers,
+            "vips": vips,
+            "auth_type": auth_kv.get("auth_type", "none"),
+            # Compared, never shown: a short hash of the password.
+            "auth_hash": hashlib.sha256(auth_kv.get("auth_pass", "").encode()).hexdigest()[:8]
+            if auth_kv.get("auth_pass") else None,
+        }
+    return out
+
+
+def compare_configs(confs: dict[str, dict], node_ips: dict[str, str]) -> list[Finding]:
+    findings: list[Finding] = []
+    if len(confs) < 2:
+        return [Finding("config", False, f"only {len(confs)} keepalived.conf readable")]
+    versions = {n: c["vrrp_version"] for n, c in confs.items()}
+    if len(set(versions.values())) > 1:
+        findings.append(Finding("config", False, f"vrrp_version differs: {versions}"))
+    names = sorted({i for c in confs.values() for i in c["instances"]})
+    for inst in names:
+        per = {n: c["instances"].get(inst) for n, c in confs.items()}
+        missing = [n for n, v in per.items() if v is None]
+        if missing:
+            findings.append(Finding("config", False, f"{inst}: missing on {', '.join(missing)}"))
+            continue
+        for key, label in (
+            ("virtual_router_id", "virtual_router_id"),
+            ("advert_int", "advert_int"),
+            ("auth_type", "auth_type"),
+            ("auth_hash", "auth_pass (hash)"),
+            ("vips", "VIP"),
+        ):
+            vals = {n: v[key] for n, v in per.items()}
+            if len({json.dumps(x) for x in vals.values()}) > 1:
+                findings.append(Finding("config", False, f"{inst}: {label} differs: {vals}"))
+        unicast = {n: bool(v["unicast_peer"]) for n, v in per.items()}
+        if len(set(unicast.values())) > 1:
+            findings.append(Finding("config", False, f"{inst}: unicast on some nodes only: {unicast}"))
+        elif all(unicast.values()):
+            for n, v in per.items():
+                want = sorted(ip for m, ip in node_ips.items() if m != n and m in per)
+                if v["unicast_src_ip"] != node_ips.get(n):
+                    findings.append(Finding("config", False,
+                                            f"{inst}: {n} unicast_src_ip {v['unicast_src_ip']} is not its address {node_ips.get(n)}"))
+                lost = [ip for ip in want if ip not in v["unicast_peer"]]
+                if lost:
+                    findings.append(Finding("config", False, f"{inst}: {n} unicast_peer lacks {', '.join(lost)}"))
+        prios = {n: v["priority"] for n, v in per.items()}
+        if len(set(prios.values())) < len(prios):
+            findings.append(Finding("config", False, f"{inst}: equal priorities {prios}"))
+    if not findings:
+        findings.append(Finding("config", True, "virtual_router_id, version, advert_int, auth, VIP and peers agree"))
+    return findings
+
+
+# --------------------------------------------------------------------------- nftables
+def vrrp_blocking_rules(ruleset_json: str) -> list[str]:
+    """Descriptions of nft input rules/policies that stop VRRP from reaching keepalived."""
+    try:
+        data = json.loads(ruleset_json).get("nftables", [])
+    except json.JSONDecodeError:
+        return []
+    chains = {}
+    rules: dict = {}
+    for obj in data:
+        if "chain" in obj:
+            c = obj["chain"]
+            chains[(c["family"], c["table"], c["name"])] = c
+        elif "rule" in obj:
+            r = obj["rule"]
+            rules.setdefault((r["family"], r["table"], r["chain"]), []).append(r)
+    out = []
+    for key, chain in chains.items():
+        if chain.get("hook") not in ("input", "prerouting"):
+            continue
+        accepts_vrrp = False
+        for r in rules.get(key, []):
+            exprs = r.get("expr", [])
+            vrrp = any(_matches_vrrp(e) for e in exprs)
+            verdict = next((v for e in exprs for v in ("drop", "reject", "accept") if v in e), None)
+            if vrrp and verdict in ("drop", "reject"):
+                counter = next((e["counter"] for e in exprs if "counter" in e), None)
+                packets = f", {counter.get('packets')} packets dropped" if isinstance(counter, dict) else ""
+                out.append(f"{key[0]} {key[1]} {key[2]}: rule handle {r.get('handle')} {verdict}s VRRP (protocol 112){packets}")
+            if vrrp and verdict == "accept":
+                accepts_vrrp = True
+        if chain.get("policy") == "drop" and not accepts_vrrp:
+            out.append(f"{key[0]} {key[1]} {key[2]}: policy drop and no rule accepting VRRP")
+    return out
+
+
+def _matches_vrrp(expr: dict) -> bool:
+    m = expr.get("match")
+    if not m:
+        return False
+    left = m.get("left", {})
+    payload = left.get("payload", {}) if isinstance(left, dict) else {}
+    meta = left.get("meta", {}) if isinstance(left, dict) else {}
+    is_proto = (payload.get("protocol") == "ip" and payload.get("field") == "protocol") or meta.get(
+        "key") == "l4proto"
+    right = m.get("right")
+    vals = right.get("set", []) if isinstance(right, dict) else [right]
+    return is_proto and any(v in ("vrrp", 112, "112") for v in vals)
+
+
+# --------------------------------------------------------------------------- stats
+def parse_stats(text: str) -> dict[str, dict[str, int]]:
+    """``/tmp/keepalived.stats`` -> {instance: {"received": n, "sent": n}}."""
+    out: dict[str, dict[str, int]] = {}
+    inst = None
+    section = None
+    for line in text.splitlines():
+        m = re.match(r"^VRRP Instance: (\S+)", line)
+        if m:
+            inst = m.group(1)
+            out[inst] = {}
+            continue
+        s = line.strip()
+        if s.startswith("Advertisements:"):
+            section = "adv"
+            continue
+        if s.endswith(":") and not s.startswith(("Received", "Sent")):
+            section = None
+        m = re.match(r"^(Received|Sent):\s*(\d+)", s)
+        if inst and section == "adv" and m:
+            out[inst][m.group(1).lower()] = int(m.group(2))
+    return out
+
+
+def _read_stats(ex, layout) -> Optional[dict]:
+    script = (
+        'sig=$(keepalived --signum=STATS) && p=$(cat "$1") && rm -f /tmp/keepalived.stats && '
+        'kill -s "$sig" "$p" && for _ in 1 2 3 4 5 6 7 8 9 10; do '
+        '[ -s /tmp/keepalived.stats ] && sleep 0.05 && cat /tmp/keepalived.stats && exit 0; sleep 0.05; done; exit 1'
+    )
+    try:
+        res = ex.run(["sh", "-c", script, "sh", layout.keepalived_pid], timeout=10)
+    except ExecError:
+        return None
+    return parse_stats(res.stdout) if res.returncode == 0 else None
+
+
+# --------------------------------------------------------------------------- detector
+def _holders(cluster) -> tuple[list[str], list[Finding]]:
+    holders, findings = [], []
+    for node in cluster.web_names:
+        iface = cluster.layouts[node].interface
+        try:
+            res = cluster.hosts[node].run(["ip", "-4", "-o", "addr", "show", "dev", iface], timeout=5)
+        except ExecError as exc:
+            findings.append(Finding("holders", False, f"{node}: unreachable ({exc})"))
+            continue
+        if res.returncode != 0:
+            findings.append(Finding("holders", False, f"{node}: {res.stderr.strip()}"))
+            continue
+        addrs = [l.split()[3].split("/")[0] for l in res.stdout.splitlines() if len(l.split()) > 3]
+        if cluster.vip in addrs:
+            holders.append(node)
+    return holders, findings
+
+
+def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT) -> SplitBrainReport:
+    """Run every check on ``cluster`` (a :class:`webha.drill.Cluster`); read-only."""
+    holders, findings = _holders(cluster)
+    report = SplitBrainReport(cluster.vip, holders, findings)
+    nodes = cluster.web_names
+    ips = {n: str(cluster.cfg.host(n).ip) for n in nodes}
+
+    # keepalived state, as notify.sh recorded it
+    states = {}
+    for n in nodes:
+        res = cluster.hosts[n].run(["cat", f"{cluster.layouts[n].paths.state_dir}/vrrp.state"], timeout=5)
+        states[n] = res.stdout.strip() if res.returncode == 0 else "unknown"
+    masters = [n for n, s in states.items() if s == "MASTER"]
+    report.findings.append(Finding("state", len(masters) <= 1,
+                                   ", ".join(f"{n}={s}" for n, s in states.items())))
+
+    # firewall
+    for n in nodes:
+        res = cluster.hosts[n].run(["sh", "-c", "command -v nft >/dev/null || exit 3; nft -j list ruleset"], timeout=10)
+        if res.returncode == 3:
+            report.findings.append(Finding("firewall", True, f"{n}: nft not installed (no nftables rules)"))
+            continue
+        bad = vrrp_blocking_rules(res.stdout)
+        report.findings.append(Finding(
+            "firewall", not bad,
+            f"{n}: " + ("; ".join(bad) if bad else "no nftables rule drops VRRP"),
+        ))
+
+    # adverts received
+    if stats:
+        interval = 1.0
+        confs_raw = {}
+        for n in nodes:
+            r = cluster.hosts[n].run(["cat", cluster.layouts[n].keepalived_conf], timeout=5)
+            confs_raw[n] = r.stdout if r.returncode == 0 else ""
+        try:
+            adv = max(float(i["advert_int"]) for t in confs_raw.values() if t
+                      for i in summarize_conf(t)["instances"].values())
+            interval = max(0.5, 3 * adv)
+        except ValueError:
+            pass
+        first = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
+        time.sleep(interval)
+        second = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
+        for n in nodes:
+            a, b = first[n], second[n]
+            if a is None or b is None:
+                report.findings.append(Finding("adverts", False, f"{n}: keepalived not running or no stats"))
+                continue
+            for inst in b:
+                got = b[inst].get("received", 0) - a.get(inst, {}).get("received", 0)
+                sent = b[inst].get("sent", 0) - a.get(inst, {}).get("sent", 0)
+                # A master receives nothing from a healthy backup (backups are silent);
+                # a node that is not receiving while another node is MASTER is cut off.
+                peers_sending = [m for m in masters if m != n]
+                ok = got > 0 or not peers_sending
+                detail = f"{n} {inst}: {got} adverts received, {sent} sent in {interval:.2f}s"
+                if not ok:
+                    detail += f" although {', '.join(peers_sending)} is MASTER: adverts do not reach {n}"
+                report.findings.append(Finding("adverts", ok, detail))
+
+    # clock skew
+    for n in nodes:
+        t0 = time.time()
+        res = cluster.hosts[n].run(["date", "+%s.%N"], timeout=5)
+        t1 = time.time()
+        try:
+            skew = float(res.stdout.strip()) - (t0 + t1) / 2
+        except ValueError:
+            report.findings.append(Finding("clock", False, f"{n}: cannot read the clock"))
+            continue
+        report.findings.append(Finding(
+            "clock", abs(skew) <= skew_limit + (t1 - t0) / 2,
+            f"{n}: {skew:+.3f}s from this machine (limit {skew_limit}s)",
+        ))
+
+    # config
+    confs = {}
+    for n in nodes:
+        res = cluster.hosts[n].run(["cat", cluster.layouts[n].keepalived_conf], timeout=5)
+        if res.returncode == 0:
+            confs[n] = summarize_conf(res.stdout)
+        else:
+            report.findings.append(Finding("config", False, f"{n}: cannot read {cluster.layouts[n].keepalived_conf}"))
+    report.findings.extend(compare_configs(confs, ips))
+    return report
