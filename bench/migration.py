@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--base", default="/var/tmp/webha-bench", help="datadirs (on disk, not tmpfs)")
     ap.add_argument("--variants", action="store_true",
-                    help="also time compress=True and no_autocommit=False once each")
+                    help="also time compress=True and no_autocommit=True once each")
     args = ap.parse_args()
 
     cfg = stack_config()
@@ -95,7 +95,7 @@ def main() -> int:
               f"({float(size) / m:.1f} MiB/s): speed {p / m:.2f}x the pipe (goal >= 0.90x)")
         if args.variants:
             for name, settings in (("compress=True", {"compress": True}),
-                                   ("no_autocommit=False", {"no_autocommit": False})):
+                                   ("no_autocommit=True", {"no_autocommit": True})):
                 fresh_prepared_target(lab)
                 print(f"variant {name}: db-migrate {migrate(lab, **settings):.1f}s", flush=True)
         return 0

@@ -10,13 +10,15 @@ Contract with the component, per :class:`Step` (in list order, each ``depends_on
 * ``host``: the stack host name to SSH into (``cfg.host(step.host).ip``), as ``cfg.ssh.user``
   (root: the steps use the local MariaDB root over its Unix socket and write a drop-in under
   ``/etc/mysql``).
-* ``create``: the command is exactly ``bash -s``.
-* ``stdin``: ``step_stdin(script, step, secret_values(cfg))`` where ``script =
-  render_step(cfg, step)``; wrap it in ``pulumi.Output.secret`` because it carries the secrets.
-  Format: the rendered script, then one ``NAME=value`` line per name in ``step.secrets`` (a
-  script ends with ``main "$@"; exit $?``: bash reads it up to that line, ``main`` then reads the
-  secret lines from the same stdin, and ``exit`` stops bash before it could run them). Values
-  hold no newline (config validation). No secret is ever in the command line or environment.
+* run: either (a) the rendered script copied to the host and run as ``bash <path>`` with stdin =
+  ``step_stdin("", step, secret_values(cfg))`` (what components/database.py does), or (b)
+  ``bash -s`` with stdin = ``step_stdin(render_step(cfg, step), step, secret_values(cfg))``.
+  Wrap stdin in ``pulumi.Output.secret``. Format: one ``NAME=value`` line per name in
+  ``step.secrets`` (blank lines ignored), after the script in mode (b): a script ends with
+  ``main "$@"; exit $?``, bash reads it up to that line, ``main`` then reads the secret lines from
+  the same stdin, and ``exit`` stops bash before it could run them. A step without secrets never
+  reads stdin. Values hold no newline (config validation). No secret is ever in the command
+  line, the environment or the rendered script.
 * ``triggers``: ``[plan_digest(cfg)]`` for EVERY step: the steps only make sense together (the
   migrate step needs the migration user that target-prepare creates and target-finish drops), so
   any change re-runs the whole plan in order. Re-running is safe: each step is idempotent.
@@ -127,7 +129,7 @@ def migration_settings(cfg: StackConfig, runtime: DbRuntime, **overrides) -> dic
         "connect_timeout": 10,
         "lock_wait_timeout": 30,
         "compress": False,
-        "no_autocommit": True,
+        "no_autocommit": False,
         "local": asdict(runtime),
     }
     settings.update(overrides)

@@ -20,6 +20,7 @@
 #   WEBHA_MIRROR           Debian mirror URI (default: the host's bookworm mirror)
 #   WEBHA_SECURITY_MIRROR  security mirror URI (default: the host's, if any)
 #   WEBHA_FORCE=1          rebuild even if cached
+#   WEBHA_BUILD_TMPFS=0    build on disk even if >8 GiB RAM is available
 set -euo pipefail
 
 # The whole script is one function, parsed before it runs, so editing the file
@@ -50,6 +51,9 @@ cleanup_work() {
   if awk -v w="$WORK/" 'index($2, w) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
     log "mounts remain under $WORK; not removing it"
     return 0
+  fi
+  if mountpoint -q "$WORK"; then
+    umount "$WORK" || { log "cannot unmount $WORK; not removing it"; return 0; }
   fi
   rm -rf "$WORK"
 }
@@ -130,6 +134,13 @@ log "mirror: $MIRROR  security: ${SECURITY:-none}"
 mkdir -p "$IMAGES"
 WORK=$(mktemp -d "$IMAGES/.build-$KEY.XXXXXX")
 trap cleanup_work EXIT
+# Build in RAM when there is plenty: the 1.2 GB rootfs is written, read by
+# mkfs.ext4 and deleted again, which is slow on a busy disk.
+avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+if [ "${WEBHA_BUILD_TMPFS:-1}" != 0 ] && [ "${avail_kb:-0}" -gt $((8 * 1024 * 1024)) ]; then
+  mount -t tmpfs -o size=7g,mode=0755 webha-build "$WORK"
+  log "building in a tmpfs at $WORK"
+fi
 ROOTFS="$WORK/rootfs"
 
 # --- bootstrap -------------------------------------------------------------------

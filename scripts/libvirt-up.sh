@@ -3,8 +3,8 @@
 # as PID 1, and make sure the storage pool the Pulumi program uses exists.
 #
 #   - virtlogd, virtlockd, libvirtd started as daemons if not answering
-#   - libvirtd runs in its own mount namespace with /dev/kvm hidden (an empty
-#     mode-000 file bind-mounted over it) unless WEBHA_HIDE_KVM=0: the nested /dev/kvm here cannot run a
+#   - libvirtd runs in its own mount namespace with /dev/kvm hidden (a mode-000
+#     copy of /dev/null bind-mounted over it) unless WEBHA_HIDE_KVM=0: the nested /dev/kvm here cannot run a
 #     guest, and while libvirtd can see it every define re-probes QEMU (30-60 s).
 #     Guests then use domain type "qemu" (TCG).
 #   - dir pool ${WEBHA_POOL:-webha} at ${WEBHA_POOL_DIR:-/var/lib/libvirt/images/webha},
@@ -50,9 +50,13 @@ else
     # The stand-in must be inaccessible to the QEMU user: libvirt treats a
     # /dev/kvm that libvirt-qemu can open (e.g. /dev/null) as "KVM usable",
     # finds KVM missing in its cached QEMU capabilities and re-probes QEMU
-    # on every define (~15-30 s each).
+    # on every define (~15-30 s each).  It must be a device node, not a
+    # regular file: libvirt moves mounts under /dev into each domain's
+    # private /dev, and that fails for a file ("Unable to move ... mount to
+    # /dev/kvm: Invalid argument").  So: a copy of /dev/null with mode 000.
     log "starting libvirtd in a private mount namespace with /dev/kvm hidden"
-    install -m 000 /dev/null /run/webha-no-kvm
+    rm -f /run/webha-no-kvm
+    mknod -m 000 /run/webha-no-kvm c 1 3
     unshare -m --propagation private \
       sh -c 'mount --bind /run/webha-no-kvm /dev/kvm && exec libvirtd -d'
   else

@@ -1082,7 +1082,7 @@ build_pulumi() {
     return
   fi
   local t0; t0=$(date +%s)
-  log "building pulumi v$PULUMI_VERSION ... (cold, expect ~4 min on 2 cores; log: $LOGS/pulumi.log)"
+  log "building pulumi v$PULUMI_VERSION ... (cold, expect ~6 min on 2 cores; log: $LOGS/pulumi.log)"
   : >"$LOGS/pulumi.log"
   local sdk pkg src=$BUILD/pulumi
   sdk=$(module_dir "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION")

@@ -13,6 +13,7 @@
 #   WEBHA_SMOKE_TIMEOUT  seconds to wait for SSH (default 400)
 #   WEBHA_SMOKE_KEEP=1   leave the VM, network and volumes in place
 #   WEBHA_IMAGE_DIR      use this image directory instead of running build-image.sh
+#   WEBHA_SMOKE_CMDLINE_EXTRA  appended to the image's kernel cmdline (e.g. quiet)
 #   WEBHA_POOL           storage pool (default webha, created by libvirt-up.sh)
 set -euo pipefail
 
@@ -68,8 +69,8 @@ IMG=${WEBHA_IMAGE_DIR:-$("$HERE/build-image.sh" | tail -1)}
 for f in debian12.qcow2 vmlinuz initrd.img cmdline; do
   [ -r "$IMG/$f" ] || die "image dir $IMG lacks $f"
 done
-CMDLINE=$(cat "$IMG/cmdline")
-log "pool $POOL, image $IMG"
+CMDLINE="$(cat "$IMG/cmdline")${WEBHA_SMOKE_CMDLINE_EXTRA:+ $WEBHA_SMOKE_CMDLINE_EXTRA}"
+log "pool $POOL, image $IMG, cmdline: $CMDLINE"
 
 # Leftovers of an interrupted run.
 remove_all
@@ -236,6 +237,7 @@ check "mariadb query" "1" "$(g "mysql -N -e 'select 1'")"
 check "debian user key" "ok" "$("${SSH[@]}" "debian@$GUEST_IP" 'sudo -n true && echo ok' 2>&1 || true)"
 check "nginx from host" "200" "$(curl -s -o /dev/null -w '%{http_code}' "http://$GUEST_IP/" || true)"
 check "ssh host keys" "ecdsa ed25519" "$(g 'ls /etc/ssh/ | sed -n "s/^ssh_host_\(.*\)_key\$/\1/p" | sort | tr "\n" " " | sed "s/ \$//"')"
+log "versions: $(g "dpkg-query -W -f '\${Package} \${Version}, ' linux-image-amd64 cloud-init keepalived nginx-light mariadb-server php8.2-fpm openssh-server | sed 's/, \$//'")"
 log "root fs: $(g "df -h / | awk 'NR==2 {print \$2\" size, \"\$3\" used\"}'")"
 log "systemd-analyze: $(g systemd-analyze | head -1)"
 g systemd-analyze blame 2>/dev/null | head -8 | sed 's/^/[smoke]      /'

@@ -83,14 +83,18 @@ class Cluster:
     def kill_nginx(self, node: str) -> None:
         pidfile = self.layouts[node].paths.nginx_pid
         self.hosts[node].run(
-            ["sh", "-c", 'm=$(cat "$1") || exit 1; kill -KILL $(pgrep -P "$m") "$m"', "sh", pidfile],
+            # Master first: a master that outlives a worker by a microsecond forks a new one.
+            ["sh", "-c", 'm=$(cat "$1") || exit 1; w=$(pgrep -P "$m"); kill -KILL "$m" || exit 1; '
+             'for p in $w; do kill -KILL "$p" 2>/dev/null; done; exit 0', "sh", pidfile],
             check=True,
         )
 
     def kill_keepalived(self, node: str, sig: str = "KILL") -> None:
         lay = self.layouts[node]
-        # Parent first, then the VRRP child, within a millisecond: no priority-0 advert is sent.
-        script = 'rc=1; for f in "$@"; do p=$(cat "$f" 2>/dev/null) && kill -%s "$p" && rc=0; done; exit $rc' % sig
+        # One kill(1) for parent and VRRP child: killed one by one, the child gets the parent's
+        # death signal first, shuts down cleanly and sends a priority-0 advert (not silent).
+        script = ('for f in "$@"; do shift; p=$(cat "$f" 2>/dev/null) && set -- "$@" "$p"; done; '
+                  '[ $# -gt 0 ] && kill -%s "$@"' % sig)
         self.hosts[node].run(
             ["sh", "-c", script, "sh", lay.keepalived_pid, lay.vrrp_pid] if sig == "KILL"
             else ["sh", "-c", script, "sh", lay.keepalived_pid],

@@ -214,7 +214,7 @@ class StepResult:
 class MigrationLab:
     """The stack's source, target and other web hosts plus a ``stranger`` as namespaces, with
     real MariaDB servers on the source and the target; runs the plan's steps exactly as the
-    component does (render, then ``bash -s`` on the step's host, secrets after the script)."""
+    component does (render, run with bash on the step's host, secrets on stdin)."""
 
     def __init__(self, cfg, base: Path, seed_rows: int = 1500, stranger_ip: Optional[str] = None,
                  prefix_base: str = "whm", buffer_pool: str = "256M"):
@@ -279,42 +279,55 @@ class MigrationLab:
                 return s
         raise KeyError(f"no step {name} in the plan")
 
-    def stdin_for(self, step, secrets=None) -> str:
+    def stdin_for(self, step, secrets=None, mode: str = "file") -> str:
         from components.migration_plan import render_step, secret_values, step_stdin
 
-        return step_stdin(render_step(self.cfg, step), step,
-                          secret_values(self.cfg) if secrets is None else secrets)
+        secrets = secret_values(self.cfg) if secrets is None else secrets
+        script = render_step(self.cfg, step) if mode == "stdin" else ""
+        return step_stdin(script, step, secrets)
 
-    def popen_step(self, step, secrets=None) -> subprocess.Popen:
+    def _command(self, step, mode: str) -> list[str]:
+        """``file``: as components/remote.py does (script copied, ``bash <path>``, only the
+        secrets on stdin); ``stdin``: ``bash -s`` with the script then the secrets on stdin."""
+        from components.migration_plan import render_step
+
+        if mode == "stdin":
+            return ["bash", "-s"]
+        path = self.base / step.host / "steps" / f"{step.name}.sh"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_step(self.cfg, step))
+        return ["bash", str(path)]
+
+    def popen_step(self, step, secrets=None, mode: str = "file") -> subprocess.Popen:
         """Start a step (own process group, so a test can kill it whole); stdin already sent."""
-        proc = self.lab.popen(step.host, ["bash", "-s"], stdin=subprocess.PIPE,
+        proc = self.lab.popen(step.host, self._command(step, mode), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
         assert proc.stdin is not None
-        proc.stdin.write(self.stdin_for(step, secrets))
+        proc.stdin.write(self.stdin_for(step, secrets, mode))
         proc.stdin.close()
         return proc
 
-    def run_step(self, step, secrets=None, timeout: float = 1800,
-                 stdin: Optional[str] = None) -> StepResult:
-        """Run one step to its end; ``stdin`` replaces the script+secrets (malformed-input tests)."""
+    def run_step(self, step, secrets=None, timeout: float = 1800, stdin: Optional[str] = None,
+                 mode: str = "file") -> StepResult:
+        """Run one step to its end; ``stdin`` replaces what is sent (malformed-input tests)."""
         t0 = time.monotonic()
-        proc = self.lab.popen(step.host, ["bash", "-s"], stdin=subprocess.PIPE,
+        proc = self.lab.popen(step.host, self._command(step, mode), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
         try:
-            out, err = proc.communicate(self.stdin_for(step, secrets) if stdin is None else stdin,
-                                       timeout=timeout)
+            out, err = proc.communicate(self.stdin_for(step, secrets, mode) if stdin is None
+                                        else stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             err += f"\n[test harness] killed after {timeout}s"
         return StepResult(step.name, step.host, proc.returncode, out, err, time.monotonic() - t0)
 
-    def run_plan(self, **settings) -> list[StepResult]:
+    def run_plan(self, mode: str = "file", **settings) -> list[StepResult]:
         results = []
         for s in self.steps(**settings):
-            res = self.run_step(s)
+            res = self.run_step(s, mode=mode)
             results.append(res)
             if res.returncode != 0:
                 break

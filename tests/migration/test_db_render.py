@@ -112,3 +112,30 @@ def test_missing_mariadb_fails_naming_the_package(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(LabError, match="apt-get install mariadb-server"):
         require_mariadb()
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("awk", ["mawk", "gawk"])
+def test_verification_report_names_each_difference(cfg, tmp_path, awk):
+    """The migrate step's compare() (as rendered) under Debian's default awk (mawk) and gawk."""
+    path = _require(awk, awk)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "awk").symlink_to(path)
+    step = mp.migration_steps(cfg)[2]
+    script = mp.render_step(cfg, step)
+    fn = script[script.index("compare() {"):]
+    fn = fn[:fn.index("\n}\n") + 3]
+    (tmp_path / "s").write_text("routine FUNCTION f x\ntable a rows=1 checksum=2\ntrigger t 1\n")
+    (tmp_path / "d").write_text("routine FUNCTION f x\ntable a rows=1 checksum=3\nview v 1\n")
+    res = subprocess.run(["bash", "-c", fn + f"compare {tmp_path}/s {tmp_path}/d"],
+                         capture_output=True, text=True,
+                         env={"PATH": f"{tmp_path}/bin:/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        "  differs: source [table a rows=1 checksum=2] target [table a rows=1 checksum=3]",
+        "  missing on target: trigger t 1",
+        "  only on target: view v 1",
+    ]
+    same = subprocess.run(["bash", "-c", fn + f"compare {tmp_path}/s {tmp_path}/s"],
+                          capture_output=True, text=True)
+    assert same.returncode == 0 and same.stderr == ""

@@ -92,7 +92,9 @@ def test_full_migration_verified_and_no_secret_in_argv(fresh_target, cfg):
     before = fingerprint(lab.src)
     secrets = [DB_PASSWORD, migration_password(cfg)]
     with SecretWatch(secrets) as watch:
-        results = lab.run_plan()
+        # `bash -s` with script + secrets on stdin here; every other test runs the script as a
+        # file with only the secrets on stdin, as components/remote.py does.
+        results = lab.run_plan(mode="stdin")
     for res in results:
         assert res.returncode == 0, str(res)
     assert [r.step for r in results] == ["db-seed-sample", "db-target-prepare", "db-migrate",
@@ -309,8 +311,11 @@ def test_wrong_password_and_missing_secret_fail_clearly(migrated):
     assert "access denied" in res.stderr and "wrong MIGRATE_PASSWORD" in res.stderr
     assert "not-the-password-000" not in res.output
     step = lab.step("db-target-prepare")
-    res = lab.run_step(step, stdin=render_step(lab.cfg, step) + "MIGRATE_PASSWORD=" + "x" * 20 + "\n")
+    res = lab.run_step(step, stdin=render_step(lab.cfg, step) + "MIGRATE_PASSWORD=" + "x" * 20 + "\n",
+                       mode="stdin")
     assert res.returncode == 2 and "secret APP_PASSWORD missing on stdin" in res.stderr, str(res)
+    res = lab.run_step(step, stdin="APP_PASSWORD=a-password-1234\nEVIL=1\n")
+    assert res.returncode == 2 and "unexpected secret 'EVIL'" in res.stderr, str(res)
     assert lab.run_step(lab.step("db-target-finish")).returncode == 0
 
 
