@@ -10,8 +10,8 @@ PKGS=(
   # lab / render / migration tiers: the real daemons and checkers
   keepalived nginx-light nftables iproute2 curl php-cli shellcheck
   mariadb-server mariadb-client procps psmisc
-  # e2e tier: libvirt + TCG guests, the guest image builder, the cloud-init seed ISO
-  libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils mmdebstrap genisoimage
+  # e2e tier: libvirt + TCG guests (libvirt starts any network only with dnsmasq present), the guest image builder, the cloud-init seed ISO
+  libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 qemu-utils mmdebstrap genisoimage
   openssh-client e2fsprogs
 )
 missing=()

@@ -329,7 +329,10 @@ class HaLab:
             )
         log = f"{lay.paths.log_dir}/keepalived.log"
         self.hosts[node].spawn(
-            ["keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf, "-p", lay.keepalived_pid,
+            # stdbuf: keepalived's console log is stdio; line-buffered, the log is current when
+            # a test reads it (block-buffered, it ended minutes in the past).
+            ["stdbuf", "-oL", "-eL",
+             "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf, "-p", lay.keepalived_pid,
              "-r", lay.vrrp_pid, "-c", lay.checkers_pid],
             log,
         )
