@@ -107,7 +107,7 @@ class Cluster:
             f"table inet {NFT_TABLE} {{\n"
             "  chain input {\n"
             "    type filter hook input priority -10; policy accept;\n"
-            "    ip protocol vrrp counter drop\n"
+            "    ip protocol 112 counter drop\n"
             "  }\n"
             "}\n"
         )
