@@ -2,8 +2,14 @@
 
 Why this shape: the script is not secret, so it goes over as a file (visible, diffable in state);
 anything secret (DB or VRRP passwords, files that hold them) travels only on the command's stdin,
-which Pulumi stores encrypted and which never shows in a process list. ``triggers`` hold content
-hashes, so a changed script or secret re-runs its step and nothing else.
+which Pulumi stores encrypted and which never shows in a process list.
+
+How a change re-runs a step: the script's remote path carries a hash of the script and its files,
+so a changed file changes the command's ``create`` and a changed secret its ``stdin``: both are
+*updates*, which run ``create`` again and nothing else. Not ``triggers``: a trigger change
+*replaces* the command, and a replacement runs the old command's ``delete`` after the new
+``create`` - for keepalived or nginx that undo would tear down what the re-run just configured.
+``triggers`` are kept for what must force a re-run without an undo (the migration plan).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class RemoteStep(pulumi.ComponentResource):
         self.step_name = name
         # Kept for the graph tests: the deployment order is part of the contract.
         self.after = [getattr(d, "step_name", None) or getattr(d, "_name", "?") for d in depends_on]
-        path = f"{STEP_DIR}/{name}.sh"
+        path = f"{STEP_DIR}/{name}.{digest(script + repr(sorted((files or {}).items())))}.sh"
 
         def copy(suffix: str, content: str, remote_path: str) -> remote.CopyToRemote:
             return remote.CopyToRemote(
@@ -75,20 +81,15 @@ class RemoteStep(pulumi.ComponentResource):
             undo = f"{STEP_DIR}/{name}.undo.sh"
             copies.append(copy("undo", delete_script, undo))
             delete_cmd = f"bash {undo}"
-        triggers: list = [
-            digest(script),
-            *(digest(c) for _, c in sorted((files or {}).items())),
-            *extra_triggers,
-        ]
-        if stdin is not None:
-            triggers.append(pulumi.Output.secret(pulumi.Output.from_input(stdin).apply(digest)))
+        if extra_triggers and delete_script is not None:
+            raise ValueError(f"{name}: triggers replace the command, which would run its undo")
         self.command = remote.Command(
             name,
             connection=conn,
             create=f"bash {path}",
             delete=delete_cmd,
             stdin=stdin,
-            triggers=triggers,
+            triggers=list(extra_triggers) or None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *copies]),
         )
         self.stdout = self.command.stdout

@@ -25,6 +25,8 @@ class Paths:
     app_root: str = "/home/www"
     php_socket: str = "/run/php/php-fpm.sock"
     log_dir: str = "/var/log/webha"
+    # Survives reboots (unlike state_dir): keepalived had its ordered first start on this node.
+    keepalived_started: str = "/var/lib/webha/keepalived.started"
     script_user: str = "keepalived_script"
 
     def as_dict(self) -> dict:

@@ -2,7 +2,8 @@
 
 Order matters and is explicit: the app is pointed at the migrated database before nginx serves
 it, and keepalived is configured last, lowest priority first, so the preferred node never
-advertises the VIP while its backup is still unconfigured.
+reloads into a new config its backup does not have yet. The first start goes highest priority
+first: in non-preemptive mode whoever starts first keeps the VIP.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class WebNode(pulumi.ComponentResource):
 
 
 class HaPair(pulumi.ComponentResource):
-    """keepalived on every web node: backups first, the preferred node last."""
+    """keepalived on every web node: configs (and reloads) backups first, the preferred node last;
+    the one-time first start the other way round."""
 
     def __init__(
         self,
@@ -78,8 +80,15 @@ class HaPair(pulumi.ComponentResource):
         self.steps: dict[str, RemoteStep] = {}
         previous: list[pulumi.Resource] = list(depends_on)
         secret = auth_pass if auth_pass is not None else pulumi.Output.from_input("")
+
+        def masked(node_name: str) -> dict:
+            """The context for the files that are not secret: the VRRP password masked."""
+            return keepalived_context(
+                cfg, node_name, auth_pass="********" if cfg.vrrp.auth_type == "PASS" else None
+            )
+
         for node in reversed(vrrp_nodes(cfg)):  # lowest priority first
-            plain = keepalived_context(cfg, node.name, auth_pass="********" if cfg.vrrp.auth_type == "PASS" else None)
+            plain = masked(node.name)
             step = f"{node.name}-keepalived"
             conf = secret.apply(
                 lambda pw, n=node.name: render(
@@ -100,4 +109,17 @@ class HaPair(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             previous = [*depends_on, self.steps[node.name]]
+        # First start, preferred node first (see keepalived-start.sh.j2); later ups only reload.
+        self.starts: dict[str, RemoteStep] = {}
+        for i, node in enumerate(vrrp_nodes(cfg)):
+            plain = masked(node.name)
+            self.starts[node.name] = RemoteStep(
+                f"{node.name}-keepalived-start",
+                conns[node.name],
+                render("scripts/keepalived-start.sh.j2", **plain,
+                       expect_state="MASTER" if i == 0 else "BACKUP"),
+                depends_on=previous,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            previous = [*depends_on, *self.steps.values(), self.starts[node.name]]
         self.register_outputs({})

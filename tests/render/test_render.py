@@ -215,6 +215,7 @@ def test_scripts(stack, family, cfg, tmp_path):
                 "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip)},
                 "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y"},
                 "scripts/keepalived-remove.sh.j2": kctx,
+                "scripts/keepalived-start.sh.j2": {**kctx, "expect_state": "MASTER"},
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")

@@ -1,6 +1,7 @@
 """The resource graph under Pulumi mocks: what `pulumi up` would declare, without a machine."""
 
 import json
+import re
 import subprocess
 
 import pulumi
@@ -87,12 +88,22 @@ def test_deployment_order(graph):
     ka = tier["ha"].steps
     assert ka["web02"].after == ["web01-web", "web02-web"]
     assert ka["web01"].after == ["web01-web", "web02-web", "web02-keepalived"]
+    starts = tier["ha"].starts
+    assert list(starts) == ["web01", "web02"]  # preferred node first
+    assert starts["web01"].after == ["web01-web", "web02-web", "web01-keepalived"]
+    assert starts["web02"].after == ["web01-web", "web02-web", "web02-keepalived", "web01-keepalived",
+                                     "web01-keepalived-start"]
 
 
 def test_commands_have_triggers_and_undo(graph):
     _, mocks, _ = graph
     commands = {r.name: r.inputs for r in mocks.of_type("command:remote:Command")}
-    assert all(c.get("triggers") for c in commands.values())
+    # A changed file changes the command's create (content-addressed script path): an update.
+    for name, c in commands.items():
+        assert re.fullmatch(rf"bash /var/lib/webha/steps/{name}\.[0-9a-f]{{16}}\.sh", c["create"])
+    # Triggers (a replacement) only where there is no undo to run after the re-run.
+    assert all(c.get("triggers") for n, c in commands.items() if n.startswith("db-"))
+    assert not [n for n, c in commands.items() if c.get("triggers") and c.get("delete")]
     assert commands["web01-keepalived"]["delete"].startswith("bash /var/lib/webha/steps/")
     copies = [r.inputs for r in mocks.of_type("command:remote:CopyToRemote")]
     assert any(c["remotePath"].endswith("/check_nginx.sh") for c in copies)
