@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from components.config import parse_config  # noqa: E402
 from webha.drill import LabCluster, run_drill, single_holder  # noqa: E402
 from webha.lab import HaLab, cleanup_stale  # noqa: E402
-from webha.stackfile import FAKE_SECRETS, _merge, read_stack_values  # noqa: E402
+from webha.stackfile import FAKE_SECRETS, _merge, parse_overrides, read_stack_values  # noqa: E402
 
 DEV = ROOT / "stacks" / "Pulumi.dev.yaml"
 SCENARIOS = ("nginx-kill", "keepalived-kill", "link-down")
@@ -69,18 +69,8 @@ def webha_config(extra: dict | None = None):
 
 
 def _variant(spec: str):
-    import yaml
-
     name, _, pairs = spec.partition(":")
-    extra: dict = {}
-    for pair in filter(None, pairs.split(",")):
-        key, _, value = pair.partition("=")
-        node = extra
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return name, webha_config(extra)
+    return name, webha_config(parse_overrides(list(filter(None, pairs.split(",")))))
 
 
 def describe(cfg) -> str:

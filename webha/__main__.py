@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STACK = ROOT / "stacks" / "Pulumi.dev.yaml"
 
@@ -27,26 +25,12 @@ def _stack_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _overrides(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
-
-
 def _load(args) -> Any:
     from components.config import ConfigError
-    from .stackfile import load_stack_file
+    from .stackfile import load_stack_file, parse_overrides
 
     try:
-        return load_stack_file(args.stack, overrides=_overrides(args.set))
+        return load_stack_file(args.stack, overrides=parse_overrides(args.set))
     except ConfigError as exc:
         raise SystemExit(f"{args.stack}:\n{exc}") from None
 

@@ -29,6 +29,21 @@ def _merge(base: dict, extra: Mapping) -> dict:
     return out
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["vrrp.preempt=true", ...]`` (dotted key, YAML value) -> a nested overrides dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{pair!r}: expected KEY=VALUE, e.g. vrrp.advertInt=0.25")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def read_stack_values(path: str | Path) -> dict[str, Any]:
     """The ``webha:*`` keys of a stack file, prefix removed; encrypted secrets are dropped."""
     doc = yaml.safe_load(Path(path).read_text()) or {}
