@@ -22,12 +22,30 @@ def mac_for(ip: ipaddress.IPv4Address) -> str:
 
 
 def kernel_cmdline(cmdline: str) -> list[dict[str, str]]:
-    """The provider's cmdline format: one map per argument, ``_`` for bare words, order kept."""
-    args = []
-    for word in cmdline.split():
+    """The kernel cmdline in exactly the shape the libvirt provider reads back, so that a no-op
+    ``pulumi up`` sees no diff (any other shape replaces every domain on every up).
+
+    terraform-provider-libvirt 0.8 writes the arguments *sorted* and reads them back as maps of
+    ``key=value`` (a new map when a key repeats), then one ``{"_": "bare words"}`` map. Sorting
+    is the provider's doing, not ours: argument order is not kept either way.
+    """
+    maps: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    bare: list[str] = []
+    for word in sorted(cmdline.split()):
         key, sep, value = word.partition("=")
-        args.append({key: value} if sep else {"_": word})
-    return args
+        if not sep:
+            bare.append(word)
+            continue
+        if key in current:
+            maps.append(current)
+            current = {}
+        current[key] = value
+    if current:
+        maps.append(current)
+    if bare:
+        maps.append({"_": " ".join(bare)})
+    return maps
 
 
 class VirtualMachine(pulumi.ComponentResource):

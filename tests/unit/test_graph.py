@@ -70,6 +70,16 @@ def test_three_domains_with_addresses(graph):
     assert "policy drop" in web02["userData"]
 
 
+def test_kernel_cmdline_in_the_providers_read_back_shape():
+    from components.vm import kernel_cmdline
+
+    # What terraform-provider-libvirt 0.8 read back for this cmdline on a real domain.
+    assert kernel_cmdline("root=/dev/vda rw console=ttyS0 net.ifnames=0") == [
+        {"console": "ttyS0", "net.ifnames": "0", "root": "/dev/vda"}, {"_": "rw"}]
+    assert kernel_cmdline("quiet console=tty0 console=ttyS0 rw") == [
+        {"console": "tty0"}, {"console": "ttyS0"}, {"_": "quiet rw"}]
+
+
 def test_isolated_network(graph):
     _, mocks, _ = graph
     (net,) = mocks.of_type("libvirt:index/network:Network")
