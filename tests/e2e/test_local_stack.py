@@ -125,10 +125,15 @@ def pulumi(env, project, *args, timeout=3600):
     return res, round(time.monotonic() - t0, 1)
 
 
-def nodes(env, project) -> dict[str, SshExecutor]:
+def ssh_options(project) -> list[str]:
+    """Fresh guests get fresh host keys at every run: a known_hosts of this run's own."""
     known = Path(project) / "known_hosts"
-    opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=no",
+    return ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=no",
             "-o", f"UserKnownHostsFile={known}", "-o", "LogLevel=ERROR"]
+
+
+def nodes(env, project) -> dict[str, SshExecutor]:
+    opts = ssh_options(project)
     outputs = json.loads(pulumi(env, project, "stack", "output", "--json")[0].stdout)
     key = "/var/lib/webha/ssh/id_ed25519"
     return {n: SshExecutor(n, ip, key, options=opts) for n, ip in outputs["hosts"].items()}
@@ -184,6 +189,21 @@ def test_03_vip_serves_the_shop_from_mysql01(env, project, up):
     fields = dict(kv.split("=", 1) for kv in body.split())
     assert fields["node"] == "web01" and fields["db"].split(".")[0] == "mysql01", body
     assert int(fields["goods"]) > 0, body
+
+
+def test_03b_splitbrain_detector_on_the_real_hosts(env, project, up):
+    """The operator's read-only check (`python -m webha splitbrain --target ssh`) on the guests."""
+    from webha.drill import SshCluster
+    from webha.splitbrain import detect
+    from webha.stackfile import load_stack_file
+
+    cluster = SshCluster(load_stack_file(Path(project) / "stacks" / "Pulumi.e2e.yaml"))
+    for executor in cluster.hosts.values():
+        executor.options = ssh_options(project)
+    report = detect(cluster)
+    REPORT["splitbrain_report"] = report.text()
+    assert not report.split_brain and report.holders == ["web01"], report.text()
+    assert not report.problems, report.text()
 
 
 def test_04_nginx_stop_moves_vip_and_nopreempt_keeps_it(env, project, up):
