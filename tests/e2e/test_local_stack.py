@@ -105,6 +105,11 @@ def project(env, tmp_path_factory):
         sh(["pulumi", "destroy", "--yes", "--skip-preview", "-s", "e2e"], env, cwd=work, check=False)
         sh(["pulumi", "stack", "rm", "--yes", "--force", "-s", "e2e"], env, cwd=work, check=False)
     scrub_libvirt(env)
+    gateway = conf["webha:network"]["gateway"]
+    if f" {gateway}/" in sh(["ip", "-4", "-o", "addr", "show"], env).stdout:
+        pytest.fail(f"{gateway} is already on a bridge of this machine (the `local` stack is up?): "
+                    "the e2e stack uses the same subnet; run scripts/destroy-local.sh first",
+                    pytrace=False)
     sh(["pulumi", "stack", "init", "e2e"], env, cwd=work)
     sh(["pulumi", "config", "set", "--secret", "dbPassword"], env, cwd=work, input=os.urandom(12).hex())
     sh(["pulumi", "config", "set", "--secret", "vrrpAuthPass"], env, cwd=work, input=os.urandom(4).hex())
@@ -168,6 +173,19 @@ def test_01_preview_has_no_side_effects(env, project):
     assert "libvirt:index/domain:Domain" in res.stdout or "webha-e2e-web01" in res.stdout
     assert "to create" in res.stdout
     assert libvirt_leftovers(env) == before == []
+
+
+def test_01b_bad_config_fails_preview_naming_the_field(env, project):
+    """What a reviewer sees: the real engine runs the program, validation stops it, nothing made."""
+    set_ = ["pulumi", "config", "set", "--path", "vrrp.virtualRouterId"]
+    sh([*set_, "256", "-s", "e2e"], env, cwd=project)
+    try:
+        res = sh(["pulumi", "preview", "-s", "e2e", "--non-interactive"], env, cwd=project, check=False)
+    finally:
+        sh([*set_, "51", "-s", "e2e"], env, cwd=project)
+    assert res.returncode != 0
+    assert "webha:vrrp.virtualRouterId" in res.stdout + res.stderr and "outside 1-255" in res.stdout + res.stderr
+    assert libvirt_leftovers(env) == []
 
 
 def test_02_up(env, project):
