@@ -10,10 +10,14 @@ PKGS=(
   # lab / render / migration tiers: the real daemons and checkers
   keepalived nginx-light nftables iproute2 curl php-cli shellcheck
   mariadb-server mariadb-client procps psmisc
+  # render tier: `cloud-init schema` checks the user-data (only the tool: see below)
+  cloud-init
   # e2e tier: libvirt + TCG guests (libvirt starts any network only with dnsmasq present), the guest image builder, the cloud-init seed ISO
   libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 qemu-utils mmdebstrap genisoimage
   openssh-client e2fsprogs
 )
+# cloud-init is installed for its schema checker; it must never configure this machine at boot.
+mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -24,7 +24,7 @@ from webha.stackfile import FAKE_SECRETS, load_stack_file
 
 pytestmark = pytest.mark.render
 RENDERED: dict[str, int] = {}
-INSTALL = "run scripts/install-deps.sh (Debian packages: keepalived nginx-light nftables php-cli shellcheck)"
+INSTALL = "run scripts/install-deps.sh (Debian packages: keepalived nginx-light nftables php-cli shellcheck cloud-init)"
 
 
 def need(tool: str) -> str:
@@ -196,10 +196,9 @@ def test_cloud_init(stack, family, cfg, tmp_path):
         assert net["ethernets"]["eth0"]["addresses"] == [f"{host.ip}/{cfg.network.cidr.prefixlen}"]
         meta = yaml.safe_load(r("cloud-init/meta-data.yaml.j2", **ctx, instance_key=stack))
         assert meta["local-hostname"] == host.name
-        if shutil.which("cloud-init"):
-            f = tmp_path / f"{host.name}-user-data"
-            f.write_text(user)
-            run(["cloud-init", "schema", "--config-file", str(f)])
+        f = tmp_path / f"{host.name}-user-data"
+        f.write_text(user)
+        run([need("cloud-init"), "schema", "--config-file", str(f)])
 
 
 @pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
