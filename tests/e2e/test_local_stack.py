@@ -218,7 +218,9 @@ def test_03b_splitbrain_detector_on_the_real_hosts(env, project, up):
     cluster = SshCluster(load_stack_file(Path(project) / "stacks" / "Pulumi.e2e.yaml"))
     for executor in cluster.hosts.values():
         executor.options = ssh_options(project)
-    report = detect(cluster)
+    # These guests have no time source (isolated network, no NTP server): each set its clock from
+    # the emulated RTC at boot, whole seconds, so up to 1 s off. Real hosts keep the 0.5 s limit.
+    report = detect(cluster, skew_limit=1.5)
     REPORT["splitbrain_report"] = report.text()
     assert not report.split_brain and report.holders == ["web01"], report.text()
     assert not report.problems, report.text()
