@@ -399,8 +399,11 @@ class HaLab:
         return body.strip(), served
 
     def client_argv(self) -> list[str]:
-        """Prefix that runs a command in the client namespace (the drill's HTTP poller)."""
-        return self.hosts[CLIENT].prefix()
+        """Prefix that runs a command in the client's network namespace (the drill's HTTP poller).
+
+        The network namespace only: the poller is this project's Python, and the host's private
+        /tmp would hide a checkout that lives under /tmp (a CI clone did)."""
+        return ["nsenter", "-t", str(self.hosts[CLIENT].init_pid), "-n"]
 
     def log(self, node: str, name: str = "keepalived.log") -> str:
         try:
