@@ -231,7 +231,16 @@ def test_migration_steps(stack, family, cfg, tmp_path):
         check_shell(text, tmp_path, f"{stack}-{name}", partial=name == "db/lib.sh.j2")
 
 
+@pytest.mark.parametrize("script", sorted([*ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run"]),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_project_scripts(script):
+    """The project's own scripts (setup, CI) meet the bar the rendered ones do."""
+    run(["bash", "-n", str(script)])
+    run([need("shellcheck"), "-x", str(script)], cwd=ROOT)
+
+
 def test_every_template_was_rendered():
     """Runs last in this module: a template nobody renders is a template nobody checked."""
     unrendered = [t for t in template_names() if t not in RENDERED]
     assert not unrendered, f"templates with no render check: {unrendered}"
+
