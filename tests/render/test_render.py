@@ -243,4 +243,3 @@ def test_every_template_was_rendered():
     """Runs last in this module: a template nobody renders is a template nobody checked."""
     unrendered = [t for t in template_names() if t not in RENDERED]
     assert not unrendered, f"templates with no render check: {unrendered}"
-
