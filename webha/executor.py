@@ -81,7 +81,11 @@ class NetnsExecutor:
     name: str
     init_pid: int
 
-    def prefix(self) -> list[str]:
+    def prefix(self, network_only: bool = False) -> list[str]:
+        """nsenter into the host; ``network_only`` keeps this machine's files, PIDs and /tmp
+        (for this project's own Python, e.g. the drill's HTTP poller)."""
+        if network_only:
+            return ["nsenter", "-t", str(self.init_pid), "-n"]
         return ["nsenter", "-t", str(self.init_pid), "-n", "-m", "-p", "-u", "--wd=/"]
 
     def run(self, argv, *, timeout=10, check=False, input=None):

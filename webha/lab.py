@@ -403,7 +403,7 @@ class HaLab:
 
         The network namespace only: the poller is this project's Python, and the host's private
         /tmp would hide a checkout that lives under /tmp (a CI clone did)."""
-        return ["nsenter", "-t", str(self.hosts[CLIENT].init_pid), "-n"]
+        return self.hosts[CLIENT].prefix(network_only=True)
 
     def log(self, node: str, name: str = "keepalived.log") -> str:
         try:

@@ -298,11 +298,15 @@ class MigrationLab:
         path.write_text(render_step(self.cfg, step))
         return ["bash", str(path)]
 
-    def popen_step(self, step, secrets=None, mode: str = "file") -> subprocess.Popen:
-        """Start a step (own process group, so a test can kill it whole); stdin already sent."""
-        proc = self.lab.popen(step.host, self._command(step, mode), stdin=subprocess.PIPE,
+    def _spawn(self, step, mode: str) -> subprocess.Popen:
+        """The step's process on its host, in its own process group (a test can kill it whole)."""
+        return self.lab.popen(step.host, self._command(step, mode), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
+
+    def popen_step(self, step, secrets=None, mode: str = "file") -> subprocess.Popen:
+        """Start a step; stdin already sent."""
+        proc = self._spawn(step, mode)
         assert proc.stdin is not None
         proc.stdin.write(self.stdin_for(step, secrets, mode))
         proc.stdin.close()
@@ -312,9 +316,7 @@ class MigrationLab:
                  mode: str = "file") -> StepResult:
         """Run one step to its end; ``stdin`` replaces what is sent (malformed-input tests)."""
         t0 = time.monotonic()
-        proc = self.lab.popen(step.host, self._command(step, mode), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+        proc = self._spawn(step, mode)
         try:
             out, err = proc.communicate(self.stdin_for(step, secrets, mode) if stdin is None
                                         else stdin, timeout=timeout)
