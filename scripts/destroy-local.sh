@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Remove everything the `local` stack made (VMs, volumes, network).
+# Remove everything the `local` stack made (VMs, volumes, network). Extra args go to `pulumi destroy`.
 set -euo pipefail
 # shellcheck source=scripts/local-env.sh
 source "$(dirname "$0")/local-env.sh"
-cd "$WEBHA_ROOT"
-pulumi stack select local
-ips=$(pulumi stack output hosts --json 2>/dev/null |
+ensure_local_stack
+ips=$(lpulumi stack output hosts --json 2>/dev/null |
   python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin).values()))' 2>/dev/null || true)
-pulumi destroy --yes --skip-preview "$@"
+lpulumi destroy --yes --skip-preview "$@"
 # The guests' host keys died with them: forget them, or the next `webha --target ssh` against
 # re-created guests (same addresses, new keys) stops at "REMOTE HOST IDENTIFICATION HAS CHANGED".
 for ip in $ips; do

@@ -36,29 +36,53 @@ install -d -m 0700 "$WEBHA_VAR/ssh"
 [ -f "$WEBHA_VAR/ssh/id_ed25519" ] ||
   ssh-keygen -q -t ed25519 -N "" -C "webha-local" -f "$WEBHA_VAR/ssh/id_ed25519"
 
-# Offline engine: a local file backend; the passphrase protects this machine's stack secrets.
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$WEBHA_CACHE/state}
+# Offline engine: a local file backend. WEBHA_STATE holds everything that belongs to this
+# machine's stacks: the backend, its passphrase and the runtime stack files (the committed
+# settings plus this machine's salt and secrets; see webha/localstack.py). A new WEBHA_STATE is a
+# new machine as far as Pulumi is concerned: the e2e tier runs the README's commands that way.
+export WEBHA_STATE=${WEBHA_STATE:-$WEBHA_CACHE/state}
+mkdir -p "$WEBHA_STATE"
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$WEBHA_STATE/backend}
 mkdir -p "${PULUMI_BACKEND_URL#file://}"
 if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ]; then
-  pp="$WEBHA_CACHE/passphrase"
+  pp="$WEBHA_STATE/passphrase"
   [ -s "$pp" ] || (umask 077; head -c 24 /dev/urandom | base64 > "$pp")
   PULUMI_CONFIG_PASSPHRASE=$(cat "$pp")
   export PULUMI_CONFIG_PASSPHRASE
 fi
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
-# ensure_local_stack DIR: select (or create) the `local` stack in DIR and give it secrets once.
+# stack_config STACK: this machine's runtime stack file for STACK, rebuilt from the committed one.
+stack_config() {
+  local file="$WEBHA_STATE/stacks/Pulumi.$1.yaml"
+  "$WEBHA_ROOT/.venv/bin/python" -m webha.localstack "$WEBHA_ROOT/stacks/Pulumi.$1.yaml" "$file" >&2
+  printf '%s\n' "$file"
+}
+
+# lpulumi ARGS: `pulumi` in the project for the `local` stack, with this machine's stack file
+# (the commands that read config take --config-file; the others do not know the flag).
+lpulumi() {
+  local sub=$1
+  case "$sub" in
+    up|preview|destroy|refresh|config|import)
+      (cd "$WEBHA_ROOT" && pulumi "$@" --stack local --config-file "$WEBHA_STACK_CONFIG") ;;
+    *) (cd "$WEBHA_ROOT" && pulumi "$@" --stack local) ;;
+  esac
+}
+
+# ensure_local_stack: select (or create) the `local` stack and give it secrets once.
 ensure_local_stack() {
-  local dir=$1
-  (cd "$dir"; pulumi stack select local 2>/dev/null || pulumi stack init local)
+  WEBHA_STACK_CONFIG=$(stack_config local)
+  export WEBHA_STACK_CONFIG
+  (cd "$WEBHA_ROOT" && { pulumi stack select local 2>/dev/null || pulumi stack init local; })
   for key in dbPassword vrrpAuthPass; do
-    if ! (cd "$dir" && pulumi config get "$key" >/dev/null 2>&1); then
+    if ! lpulumi config get "$key" >/dev/null 2>&1; then
       elog "generating secret $key"
       local len=24
       [ "$key" = vrrpAuthPass ] && len=8
       # The value goes in on stdin: never on a command line.
       head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$len" |
-        (cd "$dir" && pulumi config set --secret "$key")
+        lpulumi config set --secret "$key"
     fi
   done
 }
