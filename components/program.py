@@ -1,7 +1,8 @@
 """The whole tier, wired in deployment order. ``__main__.py`` only calls :func:`build`.
 
 VMs -> host prep -> DB migration -> app config -> nginx -> keepalived (backups before the
-preferred node). Every arrow is an explicit ``depends_on``.
+preferred node) -> the tier check (exactly one VIP holder, HTTP through the VIP reads the
+database). Every arrow is an explicit ``depends_on``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .network import Network
 from .outputs import stack_outputs
 from .remote import RemoteStep, connection
 from .render import render
+from .tiercheck import TierCheck
 from .topology import host_context
 from .vm import VirtualMachine, mac_for
 from .web import HaPair, WebNode
@@ -104,8 +106,17 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         for h in cfg.web_hosts
     ]
     ha = HaPair("ha", cfg, conns, auth_pass, depends_on=webs)
+    steps = [*(s for w in webs for s in (w.app_config, w.web_install)),
+             *ha.steps.values(), *ha.starts.values()]
+    check = TierCheck(
+        "tier-check", cfg, stack,
+        step_digests=[s.digest for s in steps],
+        secrets=[db_password, *([auth_pass] if auth_pass is not None else [])],
+        depends_on=ha.last,
+    )
 
     outputs = stack_outputs(cfg)
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return {"outputs": outputs, "vms": vms, "prep": prep, "migration": migration, "webs": webs, "ha": ha}
+    return {"outputs": outputs, "vms": vms, "prep": prep, "migration": migration, "webs": webs, "ha": ha,
+            "check": check}

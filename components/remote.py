@@ -61,7 +61,9 @@ class RemoteStep(pulumi.ComponentResource):
         self.step_name = name
         # Kept for the graph tests: the deployment order is part of the contract.
         self.after = [getattr(d, "step_name", None) or getattr(d, "_name", "?") for d in depends_on]
-        path = f"{STEP_DIR}/{name}.{digest(script + repr(sorted((files or {}).items())))}.sh"
+        # What this step runs: the tier check re-runs when any step's digest changes.
+        self.digest = digest(script + repr(sorted((files or {}).items())))
+        path = f"{STEP_DIR}/{name}.{self.digest}.sh"
 
         def copy(suffix: str, content: str, remote_path: str) -> remote.CopyToRemote:
             return remote.CopyToRemote(

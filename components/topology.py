@@ -120,14 +120,10 @@ def host_context(cfg: StackConfig, host: HostConfig, paths: Optional[Paths] = No
 def keepalived_context(
     cfg: StackConfig,
     node_name: str,
-    auth_pass: Optional[str] = None,
     paths: Optional[Paths] = None,
 ) -> dict:
-    """Context for keepalived.conf / check / notify on one web node.
-
-    ``auth_pass`` is the plaintext VRRP password: callers pass it inside ``Output.apply`` only, so
-    the rendered file stays a Pulumi secret.
-    """
+    """Context for keepalived.conf / check / notify on one web node. Holds no secret: the VRRP
+    password goes only into ``keepalived/vrrp-auth.conf.j2``, which keepalived.conf includes."""
     node = next(n for n in vrrp_nodes(cfg) if n.name == node_name)
     v = cfg.vrrp
     hc = v.health_check
@@ -144,7 +140,6 @@ def keepalived_context(
         "unicast": v.unicast,
         "strict": v.strict,
         "auth_type": v.auth_type,
-        "auth_pass": auth_pass,
         "garp_master_delay": v.garp_master_delay,
         "check": {
             "interval": format(hc.interval.normalize(), "f"),
@@ -155,6 +150,4 @@ def keepalived_context(
             "track_process": hc.track_process,
         },
     }
-    if v.auth_type == "PASS" and not auth_pass:
-        raise ValueError("keepalived_context: authType PASS needs the auth password")
     return ctx

@@ -65,7 +65,11 @@ class WebNode(pulumi.ComponentResource):
 
 class HaPair(pulumi.ComponentResource):
     """keepalived on every web node: configs (and reloads) backups first, the preferred node last;
-    the one-time first start the other way round."""
+    the first start (and the rejoin after a changed VRRP instance) the other way round.
+
+    keepalived.conf is a visible file (its changed lines show in ``pulumi preview --diff``); only
+    the VRRP password travels as a secret, on stdin, into a 0600 file the config includes.
+    """
 
     def __init__(
         self,
@@ -79,47 +83,59 @@ class HaPair(pulumi.ComponentResource):
         super().__init__("webha:index:HaPair", name, None, opts)
         self.steps: dict[str, RemoteStep] = {}
         previous: list[pulumi.Resource] = list(depends_on)
-        secret = auth_pass if auth_pass is not None else pulumi.Output.from_input("")
+        if auth_pass is not None:
+            auth_file = pulumi.Output.secret(
+                auth_pass.apply(lambda pw: render("keepalived/vrrp-auth.conf.j2", auth_pass=pw)))
+        else:
+            auth_file = pulumi.Output.secret("")
+        nodes = vrrp_nodes(cfg)
+        preferred = nodes[0].name
 
-        def masked(node_name: str) -> dict:
-            """The context for the files that are not secret: the VRRP password masked."""
-            return keepalived_context(
-                cfg, node_name, auth_pass="********" if cfg.vrrp.auth_type == "PASS" else None
-            )
-
-        for node in reversed(vrrp_nodes(cfg)):  # lowest priority first
-            plain = masked(node.name)
+        for node in reversed(nodes):  # lowest priority first
+            ctx = keepalived_context(cfg, node.name)
             step = f"{node.name}-keepalived"
-            conf = secret.apply(
-                lambda pw, n=node.name: render(
-                    "keepalived/keepalived.conf.j2", **keepalived_context(cfg, n, pw or None)
-                )
-            )
             self.steps[node.name] = RemoteStep(
                 step,
                 conns[node.name],
-                render("scripts/keepalived-apply.sh.j2", **plain, staging=staging_dir(step)),
-                stdin=pulumi.Output.secret(conf),
+                render("scripts/keepalived-apply.sh.j2", **ctx, staging=staging_dir(step),
+                       rollout_last=node.name == preferred),
+                stdin=auth_file,
                 files={
-                    "check_nginx.sh": render("keepalived/check_nginx.sh.j2", **plain),
-                    "notify.sh": render("keepalived/notify.sh.j2", **plain),
+                    base: render(f"keepalived/{base}.j2", **ctx)
+                    for base in KEEPALIVED_FILES
                 },
-                delete_script=render("scripts/keepalived-remove.sh.j2", **plain),
+                delete_script=render("scripts/keepalived-remove.sh.j2", **ctx),
                 depends_on=previous,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             previous = [*depends_on, self.steps[node.name]]
-        # First start, preferred node first (see keepalived-start.sh.j2); later ups only reload.
+        # Start, preferred node first (see keepalived-start.sh.j2). Its text names the instance
+        # and its stdin carries the password, so a changed instance re-runs it; nothing else does.
         self.starts: dict[str, RemoteStep] = {}
-        for i, node in enumerate(vrrp_nodes(cfg)):
-            plain = masked(node.name)
+        for i, node in enumerate(nodes):
+            ctx = keepalived_context(cfg, node.name)
             self.starts[node.name] = RemoteStep(
                 f"{node.name}-keepalived-start",
                 conns[node.name],
-                render("scripts/keepalived-start.sh.j2", **plain,
-                       expect_state="MASTER" if i == 0 else "BACKUP"),
+                render("scripts/keepalived-start.sh.j2", **ctx,
+                       expect_state="MASTER" if i == 0 else "BACKUP",
+                       instance_id=f"virtual_router_id {cfg.vrrp.virtual_router_id}, "
+                                   f"VRRPv{cfg.vrrp.version}, auth {cfg.vrrp.auth_type}"),
+                stdin=auth_file,
                 depends_on=previous,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             previous = [*depends_on, *self.steps.values(), self.starts[node.name]]
+        self.last: list[pulumi.Resource] = previous
         self.register_outputs({})
+
+
+# The non-secret files of keepalived on a web node, each from templates/keepalived/<name>.j2.
+KEEPALIVED_FILES = (
+    "keepalived.conf",
+    "check_nginx.sh",
+    "notify.sh",
+    "release-vip.sh",
+    "systemd-override.conf",
+    "tmpfiles.conf",
+)

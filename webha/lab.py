@@ -272,11 +272,13 @@ class HaLab:
     def render_node(self, node: str) -> dict[str, tuple[str, int]]:
         """Every file of a web node: ``{path: (text, mode)}``. Only the paths differ from prod."""
         paths = self.paths(node)
-        kctx = keepalived_context(self.cfg, node, self.auth_pass, paths=paths)
+        kctx = keepalived_context(self.cfg, node, paths=paths)
         hctx = host_context(self.cfg, self.cfg.host(node), paths)
         kd, sd = paths.keepalived_dir, paths.script_dir
         return {
             f"{kd}/keepalived.conf": (render("keepalived/keepalived.conf.j2", **kctx), 0o600),
+            f"{kd}/vrrp-auth.conf": (
+                render("keepalived/vrrp-auth.conf.j2", auth_pass=self.auth_pass or ""), 0o600),
             f"{sd}/check_nginx.sh": (render("keepalived/check_nginx.sh.j2", **kctx), 0o755),
             f"{sd}/notify.sh": (render("keepalived/notify.sh.j2", **kctx), 0o755),
             paths.nginx_site: (render("nginx/shop.conf.j2", **hctx), 0o644),

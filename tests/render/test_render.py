@@ -8,6 +8,7 @@ install; nothing is skipped.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -98,11 +99,14 @@ def test_keepalived_conf(stack, family, cfg, netns, script_user, tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
     tmp_path.mkdir(mode=0o755)
     for node in cfg.web_hosts:
-        paths = Paths(script_dir=str(tmp_path / node.name), state_dir=str(tmp_path / "run"))
-        ctx = keepalived_context(cfg, node.name, FAKE_SECRETS["vrrpAuthPass"] if cfg.vrrp.auth_type == "PASS" else None, paths)
+        paths = Paths(script_dir=str(tmp_path / node.name), state_dir=str(tmp_path / "run"),
+                      keepalived_dir=str(tmp_path))
+        ctx = keepalived_context(cfg, node.name, paths)
+        (tmp_path / "vrrp-auth.conf").write_text(
+            r("keepalived/vrrp-auth.conf.j2", auth_pass=FAKE_SECRETS["vrrpAuthPass"]))
         Path(paths.script_dir).mkdir(mode=0o755)
         os.chmod(paths.script_dir, 0o755)
-        for script in ("check_nginx.sh", "notify.sh"):
+        for script in ("check_nginx.sh", "notify.sh", "release-vip.sh"):
             text = r(f"keepalived/{script}.j2", **ctx)
             check_shell(text, tmp_path, f"{node.name}-{script}.j2")
             (Path(paths.script_dir) / script).write_text(text)
@@ -120,7 +124,7 @@ def test_keepalived_rejects_broken_config(netns, tmp_path):
     """The check has teeth: a config naming a missing interface is rejected, not 'passed'."""
     cfg = load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml", overrides={"network": {"interface": "eth9"}})
     conf = tmp_path / "bad.conf"
-    conf.write_text(render("keepalived/keepalived.conf.j2", **keepalived_context(cfg, "web01", "abc")))
+    conf.write_text(render("keepalived/keepalived.conf.j2", **keepalived_context(cfg, "web01")))
     res = subprocess.run(["ip", "netns", "exec", netns, "keepalived", "-t", "-l", "-f", str(conf)],
                          capture_output=True, text=True, timeout=30)
     assert not keepalived_test_passed(res.returncode)
@@ -207,14 +211,16 @@ def test_scripts(stack, family, cfg, tmp_path):
         ctx = host_context(cfg, host)
         scripts = {"scripts/host-prep.sh.j2": ctx}
         if host.role == "web":
-            kctx = keepalived_context(cfg, host.name, "x" if cfg.vrrp.auth_type == "PASS" else None)
+            kctx = keepalived_context(cfg, host.name)
             scripts.update({
                 "scripts/web-install.sh.j2": {**ctx, "staging": "/var/lib/webha/staging/x"},
                 "scripts/web-remove.sh.j2": ctx,
                 "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip)},
-                "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y"},
+                "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y",
+                                                   "rollout_last": host.name == "web01"},
                 "scripts/keepalived-remove.sh.j2": kctx,
-                "scripts/keepalived-start.sh.j2": {**kctx, "expect_state": "MASTER"},
+                "scripts/keepalived-start.sh.j2": {**kctx, "expect_state": "MASTER",
+                                                   "instance_id": "virtual_router_id 51"},
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
@@ -237,6 +243,35 @@ def test_project_scripts(script):
     """The project's own scripts (setup, CI) meet the bar the rendered ones do."""
     run(["bash", "-n", str(script)])
     run([need("shellcheck"), "-x", str(script)], cwd=ROOT)
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_keepalived_systemd_files(stack, family, cfg, script_user, tmp_path):
+    """The keepalived drop-in (restart, release the VIP after any stop) by `systemd-analyze verify`;
+    the state dir's tmpfiles.d line by `systemd-tmpfiles --create` into a scratch root."""
+    ctx = keepalived_context(cfg, cfg.web_hosts[0].name,
+                             Paths(script_dir=str(tmp_path / "scripts")))
+    units = tmp_path / "units"
+    (units / "keepalived.service.d").mkdir(parents=True)
+    shutil.copy("/lib/systemd/system/keepalived.service", units)
+    (units / "keepalived.service.d" / "webha.conf").write_text(r("keepalived/systemd-override.conf.j2", **ctx))
+    (tmp_path / "scripts").mkdir()
+    release = tmp_path / "scripts" / "release-vip.sh"
+    release.write_text(r("keepalived/release-vip.sh.j2", **ctx))
+    release.chmod(0o755)
+    res = subprocess.run([need("systemd-analyze"), "verify", str(units / "keepalived.service")],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+    assert res.returncode == 0 and "Unknown" not in res.stderr, res.stderr
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for f in ("passwd", "group"):
+        shutil.copy(f"/etc/{f}", root / "etc")
+    conf = tmp_path / "webha.conf"
+    conf.write_text(r("keepalived/tmpfiles.conf.j2", **ctx))
+    run([need("systemd-tmpfiles"), "--create", f"--root={root}", str(conf)])
+    made = root / ctx["paths"]["state_dir"].lstrip("/")
+    assert made.is_dir() and made.stat().st_uid == pwd.getpwnam(ctx["paths"]["script_user"]).pw_uid
 
 
 def test_every_template_was_rendered():

@@ -1,0 +1,73 @@
+"""The post-condition of `pulumi up`: the tier is healthy, checked from outside, or the up fails.
+
+Every step before this one checks its own node (`keepalived -t`, `nginx -t`, the expected VRRP
+state). Only a view across the nodes can say what an operator means by "deployed": exactly one
+VIP holder (the expected one), every backup hearing adverts, HTTP through the VIP answered by
+the holder and reading the database. That view is the operator's own tool, ``python -m webha
+verify`` (webha/verify.py, built on the split-brain detector): one implementation of "who holds
+the VIP", run here as a ``command:local:Command`` on the machine that runs Pulumi, which reaches
+the guests just as the remote steps do.
+
+It re-runs whenever anything it depends on changed (the digest of every web and keepalived step,
+secrets included as a secret), and never on a no-op up.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_command import local
+
+from .config import StackConfig
+from .render import digest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_FIELDS = {"db_password", "vrrp_auth_pass"}
+
+
+def check_spec(cfg: StackConfig) -> str:
+    """The stack config as the check reads it: JSON, secrets left out (the check needs none)."""
+    return json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS), sort_keys=True)
+
+
+def known_hosts_path(cfg: StackConfig, stack: str) -> str:
+    """The check's own known_hosts, next to the stack's SSH key: one per stack."""
+    return str(Path(cfg.ssh.private_key_path).parent / f"known_hosts.{stack}")
+
+
+class TierCheck(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        stack: str,
+        step_digests: Sequence[str],
+        secrets: Sequence[pulumi.Output[str]],
+        depends_on: Sequence[pulumi.Resource] = (),
+        deadline_s: int = 120,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        super().__init__("webha:index:TierCheck", name, None, opts)
+        spec = check_spec(cfg)
+        argv = [sys.executable, "-m", "webha", "verify", "--config-json", "-",
+                "--known-hosts", known_hosts_path(cfg, stack), "--deadline", str(deadline_s)]
+        secret_digest = pulumi.Output.secret(
+            pulumi.Output.all(*secrets).apply(lambda xs: digest("\0".join(xs))))
+        self.command = local.Command(
+            name,
+            create=shlex.join(argv),
+            stdin=spec,
+            dir=str(ROOT),
+            environment={
+                "WEBHA_TIER_DIGEST": digest(spec + "".join(step_digests)),
+                "WEBHA_TIER_SECRETS": secret_digest,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+        self.report = self.command.stdout
+        self.register_outputs({"report": self.report})
