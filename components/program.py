@@ -112,6 +112,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         "tier-check", cfg, stack,
         step_digests=[s.digest for s in steps],
         secrets=[db_password, *([auth_pass] if auth_pass is not None else [])],
+        domain_ids=[vm.domain.id for vm in vms.values()],
         depends_on=ha.last,
     )
 

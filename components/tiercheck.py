@@ -35,9 +35,12 @@ def check_spec(cfg: StackConfig) -> str:
     return json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS), sort_keys=True)
 
 
-def known_hosts_path(cfg: StackConfig, stack: str) -> str:
-    """The check's own known_hosts, next to the stack's SSH key: one per stack."""
-    return str(Path(cfg.ssh.private_key_path).parent / f"known_hosts.{stack}")
+def known_hosts_path(cfg: StackConfig, stack: str, domain_ids: Sequence[str]) -> str:
+    """The check's own known_hosts, next to the stack's SSH key: one per stack and set of guests
+    (new guests make new host keys; a reboot keeps them). Trust on first use until host keys are
+    pinned (see README "Known limits")."""
+    return str(Path(cfg.ssh.private_key_path).parent
+               / f"known_hosts.{stack}.{digest(' '.join(domain_ids))}")
 
 
 class TierCheck(pulumi.ComponentResource):
@@ -48,19 +51,21 @@ class TierCheck(pulumi.ComponentResource):
         stack: str,
         step_digests: Sequence[str],
         secrets: Sequence[pulumi.Output[str]],
+        domain_ids: Sequence[pulumi.Output[str]],
         depends_on: Sequence[pulumi.Resource] = (),
         deadline_s: int = 120,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("webha:index:TierCheck", name, None, opts)
         spec = check_spec(cfg)
-        argv = [sys.executable, "-m", "webha", "verify", "--config-json", "-",
-                "--known-hosts", known_hosts_path(cfg, stack), "--deadline", str(deadline_s)]
+        create = pulumi.Output.all(*domain_ids).apply(lambda ids: shlex.join([
+            sys.executable, "-m", "webha", "verify", "--config-json", "-",
+            "--known-hosts", known_hosts_path(cfg, stack, ids), "--deadline", str(deadline_s)]))
         secret_digest = pulumi.Output.secret(
             pulumi.Output.all(*secrets).apply(lambda xs: digest("\0".join(xs))))
         self.command = local.Command(
             name,
-            create=shlex.join(argv),
+            create=create,
             stdin=spec,
             dir=str(ROOT),
             environment={

@@ -12,3 +12,5 @@ lpulumi destroy --yes --skip-preview "$@"
 for ip in $ips; do
   ssh-keygen -R "$ip" >/dev/null 2>&1 || true
 done
+# ...and the tier check's known_hosts for these guests (components/tiercheck.py).
+rm -f "$WEBHA_VAR"/ssh/known_hosts.local.*

@@ -53,10 +53,15 @@ fi
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
 # stack_config STACK: this machine's runtime stack file for STACK, rebuilt from the committed one.
+# It lives in a scratch project ($WEBHA_STATE/project: Pulumi.yaml only) because `pulumi stack
+# init` writes the new salt into the project's stack file and takes no --config-file.
 stack_config() {
-  local file="$WEBHA_STATE/stacks/Pulumi.$1.yaml"
-  "$WEBHA_ROOT/.venv/bin/python" -m webha.localstack "$WEBHA_ROOT/stacks/Pulumi.$1.yaml" "$file" >&2
-  printf '%s\n' "$file"
+  local project="$WEBHA_STATE/project"
+  install -d -m 0700 "$project" "$project/stacks"
+  cp -f "$WEBHA_ROOT/Pulumi.yaml" "$project/Pulumi.yaml"
+  (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.localstack "stacks/Pulumi.$1.yaml" \
+    "$project/stacks/Pulumi.$1.yaml") >&2
+  printf '%s\n' "$project/stacks/Pulumi.$1.yaml"
 }
 
 # lpulumi ARGS: `pulumi` in the project for the `local` stack, with this machine's stack file
@@ -74,7 +79,7 @@ lpulumi() {
 ensure_local_stack() {
   WEBHA_STACK_CONFIG=$(stack_config local)
   export WEBHA_STACK_CONFIG
-  (cd "$WEBHA_ROOT" && { pulumi stack select local 2>/dev/null || pulumi stack init local; })
+  (cd "$WEBHA_STATE/project" && { pulumi stack select local 2>/dev/null || pulumi stack init local; })
   for key in dbPassword vrrpAuthPass; do
     if ! lpulumi config get "$key" >/dev/null 2>&1; then
       elog "generating secret $key"
