@@ -34,8 +34,29 @@ SECRET_KEYS = ("dbPassword", "vrrpAuthPass")
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SHELL_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+=-]*)?$")
+# Keys whose value is a structure (object or list): the only ones JSON-parsed when read from the
+# Pulumi config. Every other key (the secrets above all) is taken as the literal string it is.
+STRUCTURED_KEYS = ("libvirt", "network", "image", "ssh", "hosts", "vrrp", "database", "app", "packages")
+# What keepalived 2.2.7's config reader does to a word (measured with `keepalived -d`, see
+# tests/render/test_render.py): `$NAME`/`${...}` and its built-ins $_RANDOM, $_PWD, $_HASH, $_BANG
+# are expanded, whitespace splits, '#' and '!' start a comment, '"' quotes, '{' and '}' are tokens.
+_KEEPALIVED_UNSAFE = set('$"#!{}')
+# app.root may not be one of these, nor under the ones in _SYSTEM_TREES.
+_SYSTEM_DIRS = {
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt",
+    "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
+    "/usr/lib", "/usr/local", "/usr/sbin", "/usr/share", "/var", "/var/lib", "/var/log",
+    "/var/tmp", "/var/cache", "/var/spool", "/var/run",
+}
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run",
+                 "/sbin", "/sys", "/tmp", "/usr/bin", "/usr/lib", "/usr/sbin", "/var/lib/mysql",
+                 "/var/run", "/var/tmp")
+# Schemas MariaDB keeps for itself.
+_SYSTEM_SCHEMAS = {"mysql", "information_schema", "performance_schema", "sys"}
+MYSQL_PORT = 3306
 _SQL_IDENT = re.compile(r"^[A-Za-z0-9_]{1,32}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_IFNAME = re.compile(r"^(?!-)[A-Za-z0-9_.-]{1,15}$")
 
 
 class ConfigError(ValueError):
@@ -57,9 +78,57 @@ def _check_fqdn(value: str) -> str:
 
 
 def _check_path(value: str) -> str:
-    if not _SHELL_SAFE_PATH.match(value) or "/../" in value + "/":
+    """An absolute, normalized path of shell-safe characters: no '..', '.', '//' or trailing '/'."""
+    if not _SHELL_SAFE_PATH.match(value):
         raise ValueError(f"{value!r} must be an absolute path of [A-Za-z0-9._/-]")
+    parts = value.split("/")[1:]
+    if value != "/" and ("" in parts or "." in parts or ".." in parts):
+        raise ValueError(f"{value!r} must be a normalized absolute path (no '..', '.', '//' or trailing '/')")
     return value
+
+
+def _is_under(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _check_url(value: str) -> str:
+    if not _URL.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL (host[:port]/path of URL-safe characters)")
+    port = re.search(r"^https?://[^/:]+:([0-9]+)", value)
+    if port and not 1 <= int(port.group(1)) <= 65535:
+        raise ValueError(f"{value!r}: port {port.group(1)} is outside 1-65535")
+    return value
+
+
+def _check_allowed_host(value: str) -> str:
+    """A MariaDB account host the firewall can open too: an IPv4 address or a 'a.b.c.%' pattern."""
+    parts = value.split(".")
+    fixed = parts[:-1] if parts[-1] == "%" else parts
+    ok = (
+        (len(parts) == 4 or (parts[-1] == "%" and 2 <= len(parts) <= 4))
+        and all(p.isascii() and p.isdigit() and int(p) <= 255 and str(int(p)) == p for p in fixed)
+    )
+    if not ok:
+        raise ValueError(
+            f"{value!r} must be an IPv4 address (octets 0-255) or a pattern like 10.1.1.% "
+            "(the same list becomes MariaDB grants and nftables sources: no names, no CIDR)"
+        )
+    return value
+
+
+def _host_matches(pattern: str, ip: str) -> bool:
+    if pattern.endswith(".%"):
+        return ip.startswith(pattern[:-1])
+    return pattern == ip
+
+
+def migration_user_names(cfg: "StackConfig") -> dict[str, str]:
+    """Names the migration plan takes for itself (its user and bookkeeping schema)."""
+    # Imported here: the plan module imports this one.
+    from .migration_plan import DbRuntime, migration_settings
+
+    settings = migration_settings(cfg, DbRuntime())
+    return {"user": settings["user"], "meta_schema": settings["meta_schema"]}
 
 
 class LibvirtConfig(_Model):
@@ -74,6 +143,18 @@ class LibvirtConfig(_Model):
         if not re.match(r"^qemu(\+[a-z]+)?://[^\s]*/(system|session)(\?[^\s]*)?$", v):
             raise ValueError(f"{v!r} is not a libvirt qemu URI such as qemu:///system")
         return v
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", v) or v in (".", ".."):
+            raise ValueError(f"{v!r} must be 1-64 of [A-Za-z0-9_.-]")
+        return v
+
+    @property
+    def is_local(self) -> bool:
+        """The libvirt host is this machine: image paths can be checked here."""
+        return bool(re.match(r"^qemu:///(system|session)(\?|$)", self.uri))
 
 
 class NetworkConfig(_Model):
@@ -143,8 +224,22 @@ class ImageConfig(_Model):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if not (v.startswith("/") or re.match(r"^https?://", v)):
+        if re.match(r"^https?://", v):
+            return _check_url(v)
+        if not v.startswith("/"):
             raise ValueError(f"{v!r} must be an absolute path or an http(s) URL")
+        return _check_path(v)
+
+    @field_validator("kernel", "initrd")
+    @classmethod
+    def _boot_file(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_path(v)
+
+    @field_validator("cmdline")
+    @classmethod
+    def _cmdline(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^[A-Za-z0-9_.,:=/+@-]+( [A-Za-z0-9_.,:=/+@-]+)*$", v):
+            raise ValueError(f"{v!r}: kernel parameters of [A-Za-z0-9_.,:=/+@-], separated by one space")
         return v
 
     @model_validator(mode="after")
@@ -162,6 +257,11 @@ class SshConfig(_Model):
     private_key_path: str
     port: int = Field(default=22, ge=1, le=65535)
 
+    @field_validator("private_key_path")
+    @classmethod
+    def _key_path(cls, v: str) -> str:
+        return _check_path(v)
+
     @field_validator("user")
     @classmethod
     def _user(cls, v: str) -> str:
@@ -175,7 +275,7 @@ class HostConfig(_Model):
     fqdn: str
     ip: ipaddress.IPv4Address
     role: Literal["web", "db"]
-    memory: int = Field(default=1024, ge=256, description="MiB")
+    memory: int = Field(default=1024, ge=256, le=1048576, description="MiB")
     vcpus: int = Field(default=1, ge=1, le=64)
     # VRRP priority, web nodes only: the highest is the preferred holder of the VIP.
     priority: Optional[int] = None
@@ -210,13 +310,21 @@ class HostConfig(_Model):
 class HealthCheckConfig(_Model):
     """``vrrp_script check_nginx``: weight 0 puts the node in FAULT (instant give-up)."""
 
-    interval: Decimal = Field(default=Decimal("1"), gt=0, le=60)
-    timeout: Decimal = Field(default=Decimal("1"), gt=0, le=60)
+    # Whole seconds: keepalived 2.2.7 reads `interval 1.5` as "invalid number" and uses 1.
+    interval: Decimal = Field(default=Decimal("1"), ge=1, le=60)
+    timeout: Decimal = Field(default=Decimal("1"), ge=1, le=60)
     fall: int = Field(default=1, ge=1, le=10)
     rise: int = Field(default=2, ge=1, le=10)
     weight: int = Field(default=0, ge=-253, le=253)
     # Also watch the nginx process through keepalived's process table (instant on crash).
     track_process: bool = True
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _whole_seconds(cls, v: Decimal) -> Decimal:
+        if v != v.to_integral_value():
+            raise ValueError(f"{v} is not whole seconds (keepalived ignores a fractional value)")
+        return v
 
 
 class VrrpConfig(_Model):
@@ -285,20 +393,29 @@ class DatabaseConfig(_Model):
     @field_validator("name", "app_user")
     @classmethod
     def _ident(cls, v: str) -> str:
-        if not _SQL_IDENT.match(v):
-            raise ValueError(f"{v!r} must be 1-32 of [A-Za-z0-9_]")
+        if not _SQL_IDENT.match(v) or v.isdigit():
+            raise ValueError(f"{v!r} must be 1-32 of [A-Za-z0-9_], not only digits")
         if v.lower() == "root":
             raise ValueError("the app must never use root")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _not_system_schema(cls, v: str) -> str:
+        if v.lower() in _SYSTEM_SCHEMAS:
+            raise ValueError(f"{v!r} is a MariaDB system schema")
         return v
 
     @field_validator("allowed_hosts")
     @classmethod
     def _hosts(cls, v: list[str]) -> list[str]:
         for host in v:
-            if not re.match(r"^(\d{1,3}\.){3}(\d{1,3}|%)$|^(\d{1,3}\.){2}%$", host):
-                raise ValueError(f"{host!r} must be an IPv4 address or a pattern like 10.1.1.%")
             if host == "%":
-                raise ValueError("'%' would let the app user in from anywhere")
+                raise ValueError("'%' would let the app user in from anywhere; use an IPv4 address or a pattern like 10.1.1.%")
+            _check_allowed_host(host)
+        dupes = sorted({h for h in v if v.count(h) > 1})
+        if dupes:
+            raise ValueError(f"duplicate {', '.join(dupes)}")
         return v
 
 
@@ -315,10 +432,24 @@ class AppConfig(_Model):
     def _server_name(cls, v: str) -> str:
         return _check_fqdn(v)
 
+    @field_validator("root")
+    @classmethod
+    def _not_system_dir(cls, v: str) -> str:
+        bad = v in _SYSTEM_DIRS or any(_is_under(v, t) for t in _SYSTEM_TREES)
+        if bad:
+            raise ValueError(f"{v!r} is a system directory (or inside one); use e.g. /home/www or /srv/shop")
+        return v
+
     @model_validator(mode="after")
     def _php_inside_root(self) -> "AppConfig":
-        if not self.database_php.startswith(self.root.rstrip("/") + "/"):
-            raise ValueError(f"databasePhp: {self.database_php} is not under root {self.root}")
+        # index.php reads __DIR__/../application/database.php: nothing else is ever loaded.
+        want = f"{self.root}/application/database.php"
+        if self.database_php != want:
+            where = "is not under root " + self.root if not _is_under(self.database_php, self.root) else "is not read by the app"
+            raise ValueError(
+                f"databasePhp: {self.database_php} {where}; the shop's index.php reads {want} "
+                "({root}/application/database.php)"
+            )
         return self
 
 
@@ -329,9 +460,7 @@ class PackagesConfig(_Model):
     @field_validator("mirror", "proxy")
     @classmethod
     def _url(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not re.match(r"^https?://[A-Za-z0-9.:@/_%-]+$", v):
-            raise ValueError(f"{v!r} is not an http(s) URL")
-        return v
+        return None if v is None else _check_url(v)
 
 
 class StackConfig(_Model):
@@ -353,8 +482,12 @@ class StackConfig(_Model):
         raw = v.get_secret_value()
         if len(raw) < 12:
             raise ValueError("must be at least 12 characters")
-        if any(c in raw for c in "'\"\\\n\r\0"):
-            raise ValueError("must not contain quotes, backslashes or line breaks")
+        if len(raw) > 256:
+            raise ValueError("must be at most 256 characters")
+        # Any other character is fine: the templates quote it for PHP, SQL and the shell, and it
+        # travels as one NAME=value line on stdin (so: no line breaks, no NUL).
+        if any(c in raw for c in "\n\r\0"):
+            raise ValueError("must not contain line breaks or NUL")
         return v
 
     @model_validator(mode="after")
@@ -407,6 +540,28 @@ class StackConfig(_Model):
             raise ValueError(f"database.sourceHost: {db.source_host!r} is not a web host")
         if db.target_host not in names or self.host(db.target_host).role != "db":
             raise ValueError(f"database.targetHost: {db.target_host!r} is not the db host")
+        app = self.app
+        if app.http_port == self.ssh.port:
+            raise ValueError(f"app.httpPort: {app.http_port} is ssh.port (sshd listens there on every host)")
+        if app.http_port == MYSQL_PORT:
+            raise ValueError(f"app.httpPort: {app.http_port} is MariaDB's port (on {db.source_host} until the migration)")
+        if self.ssh.port == MYSQL_PORT:
+            raise ValueError(f"ssh.port: {self.ssh.port} is MariaDB's port")
+        taken_names = migration_user_names(self)
+        if db.app_user.lower() == taken_names["user"].lower():
+            raise ValueError(
+                f"database.appUser: {db.app_user!r} is the migration's own user "
+                "(the last migration step drops it: the app would lose its account)"
+            )
+        if db.name.lower() == taken_names["meta_schema"].lower():
+            raise ValueError(f"database.name: {db.name!r} is the migration's bookkeeping schema")
+        if db.allowed_hosts:
+            for web in self.web_hosts:
+                if not any(_host_matches(p, str(web.ip)) for p in db.allowed_hosts):
+                    raise ValueError(
+                        f"database.allowedHosts: no entry allows web host {web.name} ({web.ip}): "
+                        "its app could not reach the database"
+                    )
         auth = self.vrrp_auth_pass
         if self.vrrp.auth_type == "PASS":
             if auth is None:
@@ -417,8 +572,12 @@ class StackConfig(_Model):
                     "vrrpAuthPass: PASS authentication uses at most 8 characters "
                     "(keepalived silently truncates longer ones)"
                 )
-            if not re.match(r"^[!-~]+$", raw) or any(c in raw for c in "\"'\\#!"):
-                raise ValueError("vrrpAuthPass: printable ASCII without quotes, '#', '!' or '\\'")
+            if not re.match(r"^[!-~]+$", raw) or _KEEPALIVED_UNSAFE & set(raw):
+                raise ValueError(
+                    "vrrpAuthPass: printable ASCII without spaces, '$', '\"', '#', '!', '{' or '}' "
+                    "(keepalived expands $NAME and $_RANDOM-style built-ins, splits on spaces and "
+                    "braces, and starts a comment at '#' or '!': the nodes would not share one password)"
+                )
         elif auth is not None:
             raise ValueError("vrrpAuthPass: set but vrrp.authType is none")
         return self
@@ -488,6 +647,37 @@ def parse_config(raw: dict[str, Any], secret_keys: set[str] | frozenset = frozen
         raise ConfigError(format_errors(exc)) from None
 
 
+def check_local_files(cfg: StackConfig) -> None:
+    """With a libvirt URI on this machine, the image files must exist here (checked at preview)."""
+    if not cfg.libvirt.is_local:
+        return
+    import os
+
+    img = cfg.image
+    problems = []
+    for key, value in (("source", img.source), ("kernel", img.kernel), ("initrd", img.initrd)):
+        if value is None or re.match(r"^https?://", value):
+            continue
+        if not os.path.isfile(value):
+            problems.append(
+                f"{NAMESPACE}:image.{key}: {value} does not exist (or is not a file) on this "
+                f"machine, and libvirt ({cfg.libvirt.uri}) reads it from here"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def read_pulumi_value(key: str, value: Any) -> Any:
+    """A value as the Pulumi config hands it over: structured keys arrive as JSON text, every other
+    key (the secrets above all) is the literal string the operator set."""
+    if key in STRUCTURED_KEYS and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{NAMESPACE}:{key}: not valid JSON/YAML structure ({exc})") from None
+    return value
+
+
 def load_stack_config() -> StackConfig:
     """Read every ``webha:*`` key of the running stack and validate it (works in preview)."""
     from pulumi.runtime import config as rc
@@ -498,13 +688,9 @@ def load_stack_config() -> StackConfig:
     secret: set[str] = set()
     for full in sorted(k for k in keys if k.startswith(prefix)):
         key = full[len(prefix):]
-        value = rc.get_config(full)
-        if isinstance(value, str) and value[:1] in "[{":
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{full}: not valid JSON/YAML structure ({exc})") from None
-        raw[key] = value
+        raw[key] = read_pulumi_value(key, rc.get_config(full))
         if rc.is_config_secret(full) or full in rc.get_config_secret_keys_env():
             secret.add(key)
-    return parse_config(raw, secret)
+    cfg = parse_config(raw, secret)
+    check_local_files(cfg)
+    return cfg

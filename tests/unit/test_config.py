@@ -1,6 +1,7 @@
 """The config model: both shipped stacks parse; every bad input fails naming its field."""
 
 import copy
+import re
 
 import pytest
 
@@ -70,6 +71,11 @@ def _set(path, value):
 
 DELETE = object()
 
+
+def _root(root):
+    """app.root with the databasePhp the app reads under it."""
+    return lambda raw: raw["app"].update(root=root, databasePhp=f"{root}/application/database.php")
+
 BAD = [
     # (id, mutation, expected field, expected words)
     ("vip-outside", _set("vrrp.vip", "10.9.9.9"), "webha:vrrp.vip", "outside the network"),
@@ -117,7 +123,80 @@ BAD = [
     ("mirror-not-url", _set("packages", {"mirror": "ftp://x"}), "webha:packages.mirror", "http(s) URL"),
     ("memory-tiny", _set("hosts.0.memory", 64), "webha:hosts[0].memory", "greater than or equal to 256"),
     ("short-db-password", lambda r: r.update(dbPassword="short"), "webha:dbPassword", "at least 12"),
-    ("quote-db-password", lambda r: r.update(dbPassword="abcdefghijkl'"), "webha:dbPassword", "quotes"),
+    ("newline-db-password", lambda r: r.update(dbPassword="abcdefghijkl\nx"), "webha:dbPassword", "line breaks"),
+    ("nul-db-password", lambda r: r.update(dbPassword="abcdefghijkl\0x"), "webha:dbPassword", "NUL"),
+    # issue 8, section 5: accepted but broken
+    ("php-not-in-application", _set("app.databasePhp", "/home/www/public/database.php"),
+     "webha:app.databasePhp", "index.php reads /home/www/application/database.php"),
+    ("php-other-name", _set("app.databasePhp", "/home/www/application/db.php"),
+     "webha:app.databasePhp", "is not read by the app"),
+    ("root-slash", lambda r: r["app"].update(root="/", databasePhp="/etc/passwd"), "webha:app.root", "system directory"),
+    ("root-etc", _root("/etc"),
+     "webha:app.root", "system directory"),
+    ("root-under-etc", _root("/etc/www"),
+     "webha:app.root", "system directory"),
+    ("root-usr", _root("/usr"),
+     "webha:app.root", "system directory"),
+    ("root-proc", _root("/proc/1"),
+     "webha:app.root", "system directory"),
+    ("php-etc-passwd", _set("app.databasePhp", "/etc/passwd"), "webha:app.databasePhp", "not under root"),
+    ("root-dotdot", _root("/home/www/../../etc"),
+     "webha:app.root", "normalized"),
+    ("php-dotdot", _set("app.databasePhp", "/home/www/application/../../../etc/passwd"),
+     "webha:app.databasePhp", "normalized"),
+    ("root-relative", _root("www"),
+     "webha:app.root", "absolute path"),
+    ("root-trailing-slash", _set("app.root", "/home/www/"), "webha:app.root", "normalized"),
+    ("root-double-slash", _root("/home//www"),
+     "webha:app.root", "normalized"),
+    ("app-user-is-migration-user", _set("database.appUser", "webha_migrate"), "webha:database.appUser",
+     "migration's own user"),
+    ("app-user-is-migration-user-case", _set("database.appUser", "WEBHA_MIGRATE"), "webha:database.appUser",
+     "migration's own user"),
+    ("db-name-is-meta-schema", _set("database.name", "webha_meta"), "webha:database.name", "bookkeeping schema"),
+    ("db-name-mysql", _set("database.name", "mysql"), "webha:database.name", "system schema"),
+    ("allowed-999", _set("database.allowedHosts", ["999.1.1.1"]), "webha:database.allowedHosts", "octets 0-255"),
+    ("allowed-pattern-999", _set("database.allowedHosts", ["10.999.%"]), "webha:database.allowedHosts", "octets 0-255"),
+    ("allowed-cidr", _set("database.allowedHosts", ["10.1.1.0/24"]), "webha:database.allowedHosts", "no CIDR"),
+    ("allowed-name", _set("database.allowedHosts", ["web01.itcast.cn"]), "webha:database.allowedHosts", "no names"),
+    ("allowed-leading-zero", _set("database.allowedHosts", ["10.01.1.11"]), "webha:database.allowedHosts", "octets"),
+    ("allowed-misses-web02", _set("database.allowedHosts", ["10.1.1.11"]), "webha:database.allowedHosts",
+     "no entry allows web host web02"),
+    ("allowed-dupe", _set("database.allowedHosts", ["10.1.1.%", "10.1.1.%"]), "webha:database.allowedHosts", "duplicate"),
+    ("image-relative-dot", _set("image.source", "./debian.qcow2"), "webha:image.source", "absolute path"),
+    ("image-dotdot", _set("image.source", "/var/lib/../../etc/shadow"), "webha:image.source", "normalized"),
+    ("image-url-space", _set("image.source", "http://x/a b.qcow2"), "webha:image.source", "http(s) URL"),
+    ("kernel-relative", lambda r: r["image"].update(kernel="vmlinuz", initrd="/boot/initrd.img"),
+     "webha:image.kernel", "absolute path"),
+    ("initrd-relative", lambda r: r["image"].update(kernel="/boot/vmlinuz", initrd="initrd.img"),
+     "webha:image.initrd", "absolute path"),
+    ("cmdline-quote", lambda r: r["image"].update(kernel="/boot/vmlinuz", initrd="/boot/initrd.img",
+                                                   cmdline='root=/dev/vda "x'), "webha:image.cmdline", "kernel parameters"),
+    ("interval-fraction", _set("vrrp.healthCheck", {"interval": 1.5}), "webha:vrrp.healthCheck.interval", "whole seconds"),
+    ("interval-half", _set("vrrp.healthCheck", {"interval": 0.5}), "webha:vrrp.healthCheck.interval", "greater than or equal to 1"),
+    ("timeout-fraction", _set("vrrp.healthCheck", {"timeout": 1.5}), "webha:vrrp.healthCheck.timeout", "whole seconds"),
+    ("http-port-ssh", _set("app.httpPort", 22), "webha:app.httpPort", "ssh.port"),
+    ("http-port-ssh-moved", lambda r: r.update(ssh={**r["ssh"], "port": 2222}, app={**r["app"], "httpPort": 2222}),
+     "webha:app.httpPort", "ssh.port"),
+    ("http-port-mysql", _set("app.httpPort", 3306), "webha:app.httpPort", "MariaDB"),
+    ("http-port-0", _set("app.httpPort", 0), "webha:app.httpPort", "greater than or equal to 1"),
+    ("http-port-65536", _set("app.httpPort", 65536), "webha:app.httpPort", "less than or equal to 65535"),
+    ("ssh-port-0", _set("ssh.port", 0), "webha:ssh.port", "greater than or equal to 1"),
+    ("ssh-port-mysql", _set("ssh.port", 3306), "webha:ssh.port", "MariaDB"),
+    ("key-relative", _set("ssh.privateKeyPath", "id_ed25519"), "webha:ssh.privateKeyPath", "absolute path"),
+    ("pool-space", _set("libvirt.pool", "my pool"), "webha:libvirt.pool", "[A-Za-z0-9_.-]"),
+    ("memory-huge", _set("hosts.0.memory", 10**9), "webha:hosts[0].memory", "less than or equal"),
+    ("mirror-port", _set("packages", {"mirror": "http://deb.example:99999/debian"}), "webha:packages.mirror", "outside 1-65535"),
+    ("proxy-quote", _set("packages", {"proxy": "http://proxy'x:3128"}), "webha:packages.proxy", "http(s) URL"),
+    ("auth-random", lambda r: r.update(vrrpAuthPass="$_RANDOM"), "webha:vrrpAuthPass", "'$'"),
+    ("auth-pwd", lambda r: r.update(vrrpAuthPass="$_PWD"), "webha:vrrpAuthPass", "expands $NAME"),
+    ("auth-dollar-brace", lambda r: r.update(vrrpAuthPass="a${x}"), "webha:vrrpAuthPass", "'$'"),
+    ("auth-space", lambda r: r.update(vrrpAuthPass="ab cd"), "webha:vrrpAuthPass", "without spaces"),
+    ("auth-hash", lambda r: r.update(vrrpAuthPass="ab#cd"), "webha:vrrpAuthPass", "'#'"),
+    ("auth-bang", lambda r: r.update(vrrpAuthPass="ab!cd"), "webha:vrrpAuthPass", "'!'"),
+    ("auth-dquote", lambda r: r.update(vrrpAuthPass='ab"cd'), "webha:vrrpAuthPass", "'\"'"),
+    ("auth-brace", lambda r: r.update(vrrpAuthPass="ab{cd"), "webha:vrrpAuthPass", "'{'"),
+    ("auth-cjk", lambda r: r.update(vrrpAuthPass="密码"), "webha:vrrpAuthPass", "printable ASCII"),
     ("weight-too-small", lambda r: r["vrrp"].update(preempt=True, healthCheck={"weight": -20}),
      "webha:vrrp.healthCheck.weight", "cannot move the VIP (150-20"),
     ("no-db-host", _set("hosts.1.role", "web"), "webha:hosts[1].priority", "required"),
@@ -166,3 +245,145 @@ def test_advert_int_v3(adv, ok):
     else:
         with pytest.raises(ConfigError, match="webha:vrrp.advertInt: .* invalid for VRRPv3"):
             parse(raw)
+
+
+# --------------------------------------------------------------------------- valid, not refused
+GOOD_DB_PASSWORDS = [
+    "it's-a-pass-1", 'say "hello" 12', "back\\slash\\123", "dollar$HOME$1x", "with spaces in it",
+    "密码密码密码密码密码密码", "{strong-pass-123}", "[1, 2, 3, 4, 5, 6]", "'; DROP USER x; --", "`id`$(id)x;ls -la",
+    "%s%n%x%d%s%n", "tab\there-12345",
+]
+
+
+@pytest.mark.parametrize("password", GOOD_DB_PASSWORDS)
+def test_db_password_any_one_line_value(password):
+    raw = base()
+    raw["dbPassword"] = password
+    assert parse(raw).db_password.get_secret_value() == password
+
+
+GOOD_AUTH = ["labpass1", "a'b\\c", "@x;y%z^", "~a(b)[c]", "<a>=b+c,", "a:b/c?d|", "a&b`c*", "-_.0Z9"]
+
+
+@pytest.mark.parametrize("auth", GOOD_AUTH)
+def test_vrrp_auth_pass_keepalived_keeps_literally(auth):
+    """Accepted here = proven literal by real keepalived (tests/render: test_auth_pass_*)."""
+    raw = base()
+    raw["vrrpAuthPass"] = auth
+    assert parse(raw).vrrp_auth_pass.get_secret_value() == auth
+
+
+# --------------------------------------------------------------------------- pulumi config reader
+def _load_with_pulumi_config(raw: dict, secret_keys) -> object:
+    import json
+
+    import pulumi
+
+    from components.config import load_stack_config
+
+    config = {f"webha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in secret_keys])
+    try:
+        return load_stack_config()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+
+
+def _local_image(raw, tmp_path):
+    img = tmp_path / "base.qcow2"
+    img.write_bytes(b"QFI\xfb")
+    raw["image"] = {**raw["image"], "source": str(img)}
+    return raw
+
+
+@pytest.mark.parametrize("password", ["{strong-pass-123}", "[not-a-list-123]", '{"a": "json object"}', "12345678901234"])
+def test_secrets_are_never_json_parsed(password, tmp_path):
+    raw = _local_image(base(), tmp_path)
+    raw["dbPassword"] = password
+    cfg = _load_with_pulumi_config(raw, SECRET_KEYS)
+    assert cfg.db_password.get_secret_value() == password
+
+
+def test_structured_key_with_bad_json_names_the_key(tmp_path):
+    raw = _local_image(base(), tmp_path)
+    raw["vrrp"] = "{not json"
+    with pytest.raises(ConfigError, match=r"^webha:vrrp: not valid JSON"):
+        _load_with_pulumi_config(raw, SECRET_KEYS)
+
+
+@pytest.mark.parametrize("key", ["source", "kernel", "initrd"])
+def test_local_uri_image_files_must_exist(key, tmp_path):
+    raw = _local_image(base(), tmp_path)
+    for k in ("kernel", "initrd"):
+        (tmp_path / k).write_text("x")
+        raw["image"][k] = str(tmp_path / k)
+    raw["image"][key] = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match=rf"webha:image\.{key}: .*missing does not exist"):
+        _load_with_pulumi_config(raw, SECRET_KEYS)
+    # A remote libvirt host reads its own files: nothing to check here.
+    raw["libvirt"] = {**raw["libvirt"], "uri": "qemu+ssh://kvm1.example/system"}
+    assert _load_with_pulumi_config(raw, SECRET_KEYS).image.source
+
+
+def test_local_uri_accepts_url_source(tmp_path):
+    raw = base()
+    raw["image"] = {**raw["image"], "source": "https://cloud.debian.org/images/debian-12.qcow2"}
+    assert _load_with_pulumi_config(raw, SECRET_KEYS).image.source.startswith("https://")
+
+
+# --------------------------------------------------------------------------- hostile input sweep
+HOSTILE = ["a'b", 'a"b', "a$b", "a b", "网站", "{x}", "[1]", "a\nb", "-1", "99999999999", "", "a;b", "../x"]
+# Every operator-typed field, as a path in the raw config ("hosts.2.name" is named hosts[2].name).
+SWEEP_FIELDS = """
+libvirt.uri libvirt.pool libvirt.domainType network.name network.cidr network.gateway
+network.interface network.domain network.mode image.source image.osFamily image.diskSizeGib
+ssh.user ssh.privateKeyPath ssh.port hosts.2.name hosts.0.fqdn hosts.0.ip hosts.0.role
+hosts.0.memory hosts.0.vcpus hosts.0.priority vrrp.vip vrrp.virtualRouterId vrrp.advertInt
+vrrp.garpMasterDelay vrrp.authType database.name database.appUser database.sourceHost
+database.targetHost app.root app.databasePhp app.serverName app.httpPort vrrpAuthPass
+""".split()
+
+
+def _named(path: str) -> str:
+    return "webha:" + re.sub(r"\.(\d+)", r"[\1]", path)
+
+
+def _sweep_cases():
+    for path in SWEEP_FIELDS:
+        for value in HOSTILE:
+            yield pytest.param(path, _named(path), value, id=f"{path}={value!r}")
+    for path in ("network.dns", "database.allowedHosts"):
+        for value in HOSTILE:
+            yield pytest.param(path, f"webha:{path}", [value], id=f"{path}=[{value!r}]")
+    for sub in ("interval", "timeout", "fall", "rise", "weight"):
+        for value in HOSTILE + [0.5, 10**6, -(10**6)]:
+            yield pytest.param(f"vrrp.healthCheck.{sub}", f"webha:vrrp.healthCheck.{sub}", value,
+                               id=f"healthCheck.{sub}={value!r}")
+
+
+# Hostile-looking but valid where they go (each is checked to PARSE, so the list stays honest).
+SWEEP_VALID = {
+    ("libvirt.pool", "-1"), ("libvirt.pool", "99999999999"), ("network.name", "-1"),
+    ("network.name", "99999999999"), ("network.interface", "99999999999"),
+    ("network.domain", "99999999999"), ("hosts.2.name", "99999999999"), ("app.serverName", "99999999999"),
+    # keepalived keeps these literally (tests/render test_auth_pass_is_literal_in_keepalived).
+    ("vrrpAuthPass", "a'b"), ("vrrpAuthPass", "[1]"), ("vrrpAuthPass", "-1"), ("vrrpAuthPass", "a;b"),
+    ("vrrpAuthPass", "../x"),
+}
+
+
+@pytest.mark.parametrize("path,field,value", list(_sweep_cases()))
+def test_hostile_input_refused_naming_the_field(path, field, value):
+    raw = base()
+    if path.startswith("vrrp.healthCheck."):
+        raw["vrrp"]["healthCheck"] = {**raw["vrrp"].get("healthCheck", {}), path.rsplit(".", 1)[1]: value}
+    else:
+        _set(path, value)(raw)
+    if isinstance(value, str) and (path, value) in SWEEP_VALID:
+        parse(raw)
+        return
+    with pytest.raises(ConfigError) as exc:
+        parse(raw)
+    msg = str(exc.value)
+    assert any(line.startswith((f"{field}:", f"{field}[", f"{field}.")) for line in msg.splitlines()), msg
+    assert TEST_SECRETS["dbPassword"] not in msg

@@ -1,4 +1,10 @@
-"""The resource graph under Pulumi mocks: what `pulumi up` would declare, without a machine."""
+"""The resource graph under Pulumi mocks: what `pulumi up` would declare, without a machine.
+
+The order and secrecy checks read what the engine RECEIVES: every RegisterResource request goes
+through :class:`RecordingMonitor`, which keeps the request's ``dependencies`` (the URNs Pulumi will
+order the resource after) and its serialized inputs, where a secret is still wrapped in the SDK's
+secret signature (the mocks' ``new_resource`` only sees unwrapped values).
+"""
 
 import json
 import re
@@ -6,11 +12,17 @@ import subprocess
 
 import pulumi
 import pytest
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
 
 from tests.conftest import ROOT
 from webha.stackfile import FAKE_SECRETS, read_stack_values
 
 pytestmark = pytest.mark.unit
+
+# pulumi/sdk/python/lib/pulumi/runtime/rpc.py: _special_sig_key / _special_secret_sig
+SPECIAL_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -31,17 +43,54 @@ class Recorder(pulumi.runtime.Mocks):
         return [r for r in self.resources if r.typ == typ]
 
 
+class RecordingMonitor(MockMonitor):
+    """The mock engine, keeping each RegisterResource request as the engine got it."""
+
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.requests: dict[str, object] = {}  # resource name -> request
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        self.requests[request.name] = request
+        return response
+
+    def deps(self, name: str) -> set[str]:
+        """Names of the resources the engine will create ``name`` after."""
+        return {urn.rsplit("::", 1)[-1] for urn in self.requests[name].dependencies}
+
+    def command_deps(self, name: str) -> set[str]:
+        commands = {n for n, r in self.requests.items() if r.type == "command:remote:Command"}
+        return self.deps(name) & commands
+
+    def raw_input(self, name: str, key: str):
+        """An input as serialized for the engine (a secret is ``{SIG: SECRET_SIG, value: ...}``)."""
+        obj = json_format.MessageToDict(self.requests[name].object)
+        return obj.get(key)
+
+
+def is_secret(value) -> bool:
+    return isinstance(value, dict) and value.get(SPECIAL_SIG_KEY) == SECRET_SIG
+
+
 @pytest.fixture(scope="module", params=["dev", "local"])
 def graph(request, tmp_path_factory):
-    key = tmp_path_factory.mktemp("ssh") / "id_ed25519"
+    tmp = tmp_path_factory.mktemp("graph")
+    key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{request.param}.yaml")
     raw["ssh"]["privateKeyPath"] = str(key)
+    # The image files are checked at preview when libvirt is local: stand-ins that exist.
+    for field in ("source", "kernel", "initrd"):
+        if raw["image"].get(field):
+            (tmp / field).write_text("stand-in")
+            raw["image"][field] = str(tmp / field)
     raw.update(FAKE_SECRETS)
     config = {f"webha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
     pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in FAKE_SECRETS])
     mocks = Recorder()
-    pulumi.runtime.set_mocks(mocks, project="webha", stack=request.param, preview=False)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="webha", stack=request.param, preview=False, monitor=monitor)
     from components.program import build
 
     tier = build()
@@ -51,6 +100,7 @@ def graph(request, tmp_path_factory):
         return pulumi.Output.all(*[vm.domain.id for vm in tier["vms"].values()])
 
     settle()
+    mocks.monitor = monitor
     return request.param, mocks, tier
 
 
@@ -87,22 +137,35 @@ def test_isolated_network(graph):
 
 
 def test_deployment_order(graph):
-    _, _, tier = graph
-    for name, step in tier["prep"].items():
-        assert step.after == [f"{name}-domain"]
-    first_db = tier["migration"].steps[0]
-    assert set(first_db.after) == {"web01-prep", "mysql01-prep", "web02-prep"}
+    """Every edge of the README's order, as the engine receives it (RegisterResource.dependencies)."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    hosts = list(tier["vms"])
+    for name in hosts:
+        assert f"{name}-domain" in mon.deps(f"{name}-prep"), mon.deps(f"{name}-prep")
+    # every step runs after its own files are copied
+    for name, req in mon.requests.items():
+        if req.type == "command:remote:Command":
+            assert f"{name}-script" in mon.deps(name), name
+    first, *rest = [s.command._name for s in tier["migration"].steps]
+    assert {f"{h}-prep" for h in hosts} <= mon.command_deps(first)
+    for before, step in zip([first, *rest], rest):
+        assert before in mon.command_deps(step), (step, mon.command_deps(step))
+    last_db = rest[-1] if rest else first
     for web in tier["webs"]:
-        assert web.app_config.after == ["db-migration"]
-        assert web.web_install.after == [web.app_config.step_name]
-    ka = tier["ha"].steps
-    assert ka["web02"].after == ["web01-web", "web02-web"]
-    assert ka["web01"].after == ["web01-web", "web02-web", "web02-keepalived"]
+        app, install = web.app_config.step_name, web.web_install.step_name
+        assert last_db in mon.command_deps(app), mon.command_deps(app)
+        assert app in mon.command_deps(install)
+    installs = {w.web_install.step_name for w in tier["webs"]}
+    assert installs <= mon.command_deps("web02-keepalived")
+    assert installs | {"web02-keepalived"} <= mon.command_deps("web01-keepalived")  # backups first
     starts = tier["ha"].starts
     assert list(starts) == ["web01", "web02"]  # preferred node first
-    assert starts["web01"].after == ["web01-web", "web02-web", "web01-keepalived"]
-    assert starts["web02"].after == ["web01-web", "web02-web", "web02-keepalived", "web01-keepalived",
-                                     "web01-keepalived-start"]
+    assert installs | {"web01-keepalived"} <= mon.command_deps("web01-keepalived-start")
+    assert installs | {"web01-keepalived", "web02-keepalived", "web01-keepalived-start"} <= \
+        mon.command_deps("web02-keepalived-start")
+    # and nothing runs before what it needs: no step depends on a later one
+    assert "web01-keepalived-start" not in mon.command_deps("web02-keepalived")
 
 
 def test_commands_have_triggers_and_undo(graph):
@@ -131,13 +194,29 @@ def test_secrets_only_travel_on_stdin(graph):
 
 
 
-def test_secret_stdin_is_marked_secret(graph):
-    _, _, tier = graph
-    import asyncio
+def test_secret_stdin_is_registered_secret(graph):
+    """The engine receives every stdin that carries a secret as a secret (encrypted in state)."""
+    from components.config import parse_config
+    from components.migration_plan import migration_password
 
-    loop = asyncio.get_event_loop()
-    for out in (tier["ha"].steps["web01"].command.stdin, tier["webs"][0].app_config.command.stdin):
-        assert loop.run_until_complete(out.is_secret())
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    values = [*FAKE_SECRETS.values()]
+    raw = read_stack_values(ROOT / "stacks" / "Pulumi.dev.yaml")
+    values.append(migration_password(parse_config({**raw, **FAKE_SECRETS}, set(FAKE_SECRETS))))
+    must = {"db-target-prepare", "db-migrate", *(f"{w}-app-config" for w in ("web01", "web02")),
+            *(f"{w}-keepalived" for w in ("web01", "web02"))}
+    seen = set()
+    for name, req in mon.requests.items():
+        stdin = mon.raw_input(name, "stdin")
+        if stdin is None:
+            continue
+        plain = json.dumps(stdin)
+        carries = any(v in plain for v in values)
+        if name in must or carries:
+            assert is_secret(stdin), f"{name}: stdin registered without the secret wrapper"
+            seen.add(name)
+    assert must <= seen, must - seen
 
 
 def test_outputs_json_friendly(graph):
