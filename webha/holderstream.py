@@ -10,11 +10,14 @@ one parser of ``ip -o addr`` output the detector and the drills use.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
+
+from .vip import addr_argv
 
 MARK = "--webha-sample--"
 
@@ -45,7 +48,7 @@ class HolderStream:
     def _loop_argv(self) -> str:
         # A bounded loop (at most an hour) in the remote shell: sample, mark, sleep.
         return (f"for i in $(seq 1 {int(3600 / self.period)}); do "
-                f"ip -4 -o addr show dev {self.interface}; echo {MARK}; sleep {self.period}; done")
+                f"{shlex.join(addr_argv(self.interface))}; echo {MARK}; sleep {self.period}; done")
 
     def _read(self, node: str, proc: subprocess.Popen) -> None:
         block: list[str] = []
