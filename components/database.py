@@ -3,7 +3,9 @@
 The steps (which host, which template, which secrets) come from
 :func:`components.migration_plan.migration_steps`, the single list the migration tests also run
 against real MariaDB servers. Each step is a :class:`RemoteStep`: the rendered script is copied
-over, run with ``bash``, and its secrets (``NAME=value`` lines) arrive on stdin only. Every step
+over, run with ``bash``, and its secrets (``NAME=value`` lines) arrive on stdin only, together
+with what earlier steps printed for it (``step.outputs``: the migration account's verifier from
+db-migrate-credential goes to db-target-prepare; the password itself stays on the source). Every step
 carries the plan's digest in its triggers: the steps only make sense together, so any change
 re-runs the whole (idempotent) plan in order. There is no delete step: Pulumi never undoes a
 migration.
@@ -17,7 +19,8 @@ import pulumi
 from pulumi_command import remote
 
 from .config import StackConfig
-from .migration_plan import migration_steps, plan_digest, render_step, secret_values, step_stdin
+from .migration_plan import (migration_steps, plan_digest, render_step, secret_values, step_stdin,
+                             step_values)
 from .remote import RemoteStep
 
 
@@ -35,11 +38,15 @@ class DatabaseMigration(pulumi.ComponentResource):
         plan = plan_digest(cfg, steps)
         secrets = secret_values(cfg)
         previous: list[pulumi.Resource] = list(depends_on)
+        produced: list[tuple] = []  # (step, its stdout Output) for steps with outputs
         self.steps: list[RemoteStep] = []
         for step in steps:
             stdin = None
             if step.secrets:
-                stdin = pulumi.Output.secret(step_stdin("", step, secrets))
+                makers = [s for s, _ in produced]
+                stdin = pulumi.Output.secret(pulumi.Output.all(*[out for _, out in produced]).apply(
+                    lambda outs, step=step, makers=makers: step_stdin(
+                        "", step, step_values(secrets, list(zip(makers, outs)), strict=False))))
             rs = RemoteStep(
                 step.name,
                 conns[step.host],
@@ -50,5 +57,7 @@ class DatabaseMigration(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.steps.append(rs)
+            if step.outputs:
+                produced.append((step, rs.stdout))
             previous = [rs]
         self.register_outputs({"report": self.steps[-1].stdout})

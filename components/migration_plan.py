@@ -29,25 +29,30 @@ Contract with the component, per :class:`Step` (in list order, each ``depends_on
 
 The steps (``seed-sample`` only when ``database.seedSample``):
 
-=================  ========  ============================  ==========================================
-name               host      template                      secrets on stdin
-=================  ========  ============================  ==========================================
-db-seed-sample     source    db/seed-sample.sh.j2          (none)
-db-target-prepare  target    db/target-prepare.sh.j2       APP_PASSWORD, MIGRATE_PASSWORD
-db-migrate         source    db/migrate.sh.j2              MIGRATE_PASSWORD
-db-target-finish   target    db/target-finish.sh.j2        (none)
-=================  ========  ============================  ==========================================
+======================  ========  ==============================  ===================================
+name                    host      template                        stdin (NAME=value lines)
+======================  ========  ==============================  ===================================
+db-seed-sample          source    db/seed-sample.sh.j2            (none)
+db-migrate-credential   source    db/migrate-credential.sh.j2     (none); stdout: MIGRATE_VERIFIER
+db-target-prepare       target    db/target-prepare.sh.j2         APP_PASSWORD, MIGRATE_VERIFIER
+db-migrate              source    db/migrate.sh.j2                (none)
+db-target-finish        target    db/target-finish.sh.j2          (none)
+======================  ========  ==============================  ===================================
 
-``APP_PASSWORD`` is ``dbPassword`` (the same value database.php gets). ``MIGRATE_PASSWORD`` is
-derived from it (HMAC-SHA256, see :func:`migration_password`): deterministic, so re-runs agree,
-needing no extra provider, and the user it belongs to exists only between prepare and finish.
+``APP_PASSWORD`` is ``dbPassword`` (the same value database.php gets). The migration account's
+password is random, made on the source host by ``db-migrate-credential`` on every plan run and kept
+there (0600 file) for ``db-migrate``, which removes it and drops the account when it exits. Only its
+verifier (``MIGRATE_VERIFIER``, the mysql_native_password hash, useless for logging in) travels:
+``step.outputs`` names what a step prints on stdout as ``NAME=value``; the component passes those
+values (:func:`step_outputs` of the step's stdout) to later steps' stdin with the secrets.
 
 Template context = ``topology.base_context(cfg)`` plus ``step.context``, which holds:
 
 * ``step``: ``{name, host, secrets}``;
 * ``migration``: ``meta_schema`` (``webha_meta``), ``user`` (``webha_migrate``),
-  ``app_privileges``, ``dropin_name``, ``max_allowed_packet``, ``connect_timeout``,
-  ``lock_wait_timeout``, ``compress``, ``no_autocommit`` and ``local`` = the :class:`DbRuntime` of
+  ``app_privileges``, ``owner_role``, ``owner_privileges``, ``import_privileges``,
+  ``dropin_name``, ``max_allowed_packet``, ``connect_timeout``, ``lock_wait_timeout``,
+  ``lock_attempts``, ``snapshot_wait``, ``compress``, ``no_autocommit`` and ``local`` = the :class:`DbRuntime` of
   the host the step runs on (``socket``, ``conf_dir``, ``restart_command``, ``tmp_dir``);
 * ``seed`` (seed step only): ``{rows, shopdata_py}`` (the generator's source, piped to python3).
 
@@ -58,8 +63,6 @@ Real guests use :func:`default_runtime` (Debian: ``/run/mysqld/mysqld.sock``,
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
@@ -73,6 +76,16 @@ SHOPDATA = Path(__file__).resolve().parent.parent / "webha" / "shopdata.py"
 # The app's rights on ds_shop.*: data only. No DDL, no GRANT, no FILE, no access to other schemas.
 # EXECUTE for the shop's stored routines, CREATE TEMPORARY TABLES for report queries.
 APP_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "EXECUTE", "CREATE TEMPORARY TABLES")
+
+# The definer of the copied views/routines/triggers/events (a role: it cannot log in). It needs the
+# app's rights to run them, and TRIGGER on the tables its triggers fire on.
+OWNER_PRIVILEGES = APP_PRIVILEGES + ("TRIGGER",)
+
+# What restoring mariadb-dump's output (and dropping a partial copy) needs on ds_shop.*, and what
+# verification reads: no UPDATE/DELETE, no GRANT OPTION, nothing outside the shop schema.
+IMPORT_PRIVILEGES = ("SELECT", "INSERT", "CREATE", "DROP", "ALTER", "INDEX", "REFERENCES",
+                     "LOCK TABLES", "CREATE VIEW", "SHOW VIEW", "CREATE ROUTINE", "ALTER ROUTINE",
+                     "EVENT", "TRIGGER")
 
 SEED_ROWS = 2000
 
@@ -103,20 +116,28 @@ class Step:
     template: str
     context: dict = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
-
-
-def migration_password(cfg: StackConfig) -> str:
-    key = cfg.db_password.get_secret_value().encode()
-    msg = f"webha-migrate:{cfg.database.name}".encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:32]
+    # NAME=value lines this step prints on stdout, for later steps' stdin.
+    outputs: tuple[str, ...] = ()
 
 
 def secret_values(cfg: StackConfig) -> dict[str, str]:
-    """Every secret a step may ask for, by name."""
-    return {
-        "APP_PASSWORD": cfg.db_password.get_secret_value(),
-        "MIGRATE_PASSWORD": migration_password(cfg),
-    }
+    """Every secret from the stack config a step may ask for, by name."""
+    return {"APP_PASSWORD": cfg.db_password.get_secret_value()}
+
+
+def step_outputs(step: Step, stdout: Optional[str], strict: bool = True) -> dict[str, str]:
+    """The ``NAME=value`` lines a step printed for later steps (``step.outputs``); anything
+    else on its stdout is ignored. A missing name raises, or with ``strict=False`` maps to ""
+    (the receiving step then fails with "secret NAME missing on stdin")."""
+    found = {}
+    for line in (stdout or "").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in step.outputs:
+            found[name] = value
+    missing = [n for n in step.outputs if n not in found]
+    if missing and strict:
+        raise ValueError(f"step {step.name} printed no {', '.join(missing)} on stdout")
+    return {**{n: "" for n in missing}, **found}
 
 
 def migration_settings(cfg: StackConfig, runtime: DbRuntime, **overrides) -> dict:
@@ -127,7 +148,15 @@ def migration_settings(cfg: StackConfig, runtime: DbRuntime, **overrides) -> dic
         "dropin_name": "60-webha.cnf",
         "max_allowed_packet": "256M",
         "connect_timeout": 10,
-        "lock_wait_timeout": 30,
+        "owner_role": f"{cfg.database.name}_owner",
+        "owner_privileges": list(OWNER_PRIVILEGES),
+        "import_privileges": list(IMPORT_PRIVILEGES),
+        # Blocking commits on the source (BACKUP STAGE BLOCK_COMMIT): each attempt waits at most
+        # lock_wait_timeout s, lock_attempts times; the block ends when the dump's snapshot exists,
+        # at the latest after snapshot_wait s.
+        "lock_wait_timeout": 5,
+        "lock_attempts": 3,
+        "snapshot_wait": 30,
         "compress": False,
         "no_autocommit": False,
         "local": asdict(runtime),
@@ -150,22 +179,25 @@ def migration_steps(
     def rt(host: str) -> DbRuntime:
         return runtimes.get(host) or default_runtime(cfg.image.os_family)
 
-    def step(name: str, host: str, template: str, secrets: tuple[str, ...] = (), **extra) -> Step:
+    def step(name: str, host: str, template: str, secrets: tuple[str, ...] = (),
+             outputs: tuple[str, ...] = (), **extra) -> Step:
         ctx = {
             "step": {"name": name, "host": host, "secrets": list(secrets)},
             "migration": migration_settings(cfg, rt(host), **settings),
             **extra,
         }
-        return Step(name, host, template, ctx, secrets)
+        return Step(name, host, template, ctx, secrets, outputs)
 
     steps = []
     if db.seed_sample:
         steps.append(step("db-seed-sample", db.source_host, "db/seed-sample.sh.j2",
                           seed={"rows": seed_rows, "shopdata_py": SHOPDATA.read_text()}))
     steps += [
+        step("db-migrate-credential", db.source_host, "db/migrate-credential.sh.j2",
+             outputs=("MIGRATE_VERIFIER",)),
         step("db-target-prepare", db.target_host, "db/target-prepare.sh.j2",
-             ("APP_PASSWORD", "MIGRATE_PASSWORD")),
-        step("db-migrate", db.source_host, "db/migrate.sh.j2", ("MIGRATE_PASSWORD",)),
+             ("APP_PASSWORD", "MIGRATE_VERIFIER")),
+        step("db-migrate", db.source_host, "db/migrate.sh.j2"),
         step("db-target-finish", db.target_host, "db/target-finish.sh.j2"),
     ]
     return steps
@@ -190,6 +222,16 @@ def step_stdin(script: str, step: Step, secrets: Mapping[str, str]) -> str:
     return script + "".join(lines)
 
 
+def step_values(secrets: Mapping[str, str], earlier: list[tuple[Step, Optional[str]]],
+                strict: bool = True) -> dict[str, str]:
+    """What a step may read on stdin: the config's secrets plus what earlier steps printed
+    (``earlier`` = (step, its stdout) for every step with ``outputs``)."""
+    values = dict(secrets)
+    for made_by, stdout in earlier:
+        values.update(step_outputs(made_by, stdout, strict=strict))
+    return values
+
+
 def plan_digest(cfg: StackConfig, steps: Optional[list[Step]] = None) -> str:
     """One value for every step's ``triggers``: changes when any step's script changes."""
     steps = steps if steps is not None else migration_steps(cfg)
@@ -205,5 +247,5 @@ def template_contexts(cfg: StackConfig) -> dict[str, dict]:
     steps = migration_steps(cfg.model_copy(update={"database": cfg.database.model_copy(
         update={"seed_sample": True})}))
     out = {s.template: s.context for s in steps}
-    out["db/lib.sh.j2"] = steps[1].context
+    out["db/lib.sh.j2"] = steps[2].context
     return out

@@ -237,6 +237,8 @@ class MigrationLab:
         cleanup_stale(prefix_base)
         self.lab = Lab(new_prefix(prefix_base), hosts, str(cfg.network.cidr))
         self.servers: dict[str, MariaDBHost] = {}
+        # What steps printed for later ones (step.outputs), as the component passes it along.
+        self.produced: dict[str, tuple] = {}
         self._buffer_pool = buffer_pool
         self._ipaddress = ipaddress
 
@@ -280,11 +282,13 @@ class MigrationLab:
         raise KeyError(f"no step {name} in the plan")
 
     def stdin_for(self, step, secrets=None, mode: str = "file") -> str:
-        from components.migration_plan import render_step, secret_values, step_stdin
+        """``secrets`` replaces the config's secrets; earlier steps' outputs are added."""
+        from components.migration_plan import render_step, secret_values, step_stdin, step_values
 
         secrets = secret_values(self.cfg) if secrets is None else secrets
+        values = step_values(secrets, list(self.produced.values()), strict=False)
         script = render_step(self.cfg, step) if mode == "stdin" else ""
-        return step_stdin(script, step, secrets)
+        return step_stdin(script, step, values)
 
     def _command(self, step, mode: str) -> list[str]:
         """``file``: as components/remote.py does (script copied, ``bash <path>``, only the
@@ -324,7 +328,13 @@ class MigrationLab:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             err += f"\n[test harness] killed after {timeout}s"
+        if step.outputs and proc.returncode == 0:
+            self.produced[step.name] = (step, out)
         return StepResult(step.name, step.host, proc.returncode, out, err, time.monotonic() - t0)
+
+    def credential(self) -> str:
+        """The migration account's password the credential step left on the source host."""
+        return (Path(self.src.tmp_dir) / "webha-migrate.credential").read_text().strip()
 
     def run_plan(self, mode: str = "file", **settings) -> list[StepResult]:
         results = []

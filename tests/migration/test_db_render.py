@@ -37,7 +37,7 @@ def test_every_db_template_renders_and_passes_bash_n_and_shellcheck(cfg, tmp_pat
     base = base_context(cfg)
     for name, extra in contexts.items():
         text = render(name, **{**base, **extra})
-        assert DB_PASSWORD not in text and mp.migration_password(cfg) not in text
+        assert DB_PASSWORD not in text
         if name == "db/lib.sh.j2":
             continue  # a partial, checked inside each step below
         path = tmp_path / (name.replace("/", "_").removesuffix(".j2"))
@@ -55,7 +55,7 @@ def test_rhel_and_custom_hosts_render(cfg):
     raw_db = {"allowedHosts": ["10.1.1.%"]}
     other = stack_config(**raw_db)
     steps = mp.migration_steps(other)
-    prep = mp.render_step(other, steps[1])
+    prep = mp.render_step(other, steps[2])
     assert "'dsshop'@'10.1.1.%'" in prep and "'10.1.1.11'" not in prep.split("webha_migrate")[0]
     assert "GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE, CREATE TEMPORARY TABLES ON \\`ds\\_shop\\`.*" in prep
     rt = mp.default_runtime("rhel")
@@ -67,27 +67,33 @@ def test_plan_order_hosts_and_secrets(cfg):
     steps = mp.migration_steps(cfg)
     assert [(s.name, s.host, s.template, s.secrets) for s in steps] == [
         ("db-seed-sample", "web01", "db/seed-sample.sh.j2", ()),
-        ("db-target-prepare", "mysql01", "db/target-prepare.sh.j2", ("APP_PASSWORD", "MIGRATE_PASSWORD")),
-        ("db-migrate", "web01", "db/migrate.sh.j2", ("MIGRATE_PASSWORD",)),
+        ("db-migrate-credential", "web01", "db/migrate-credential.sh.j2", ()),
+        ("db-target-prepare", "mysql01", "db/target-prepare.sh.j2", ("APP_PASSWORD", "MIGRATE_VERIFIER")),
+        ("db-migrate", "web01", "db/migrate.sh.j2", ()),
         ("db-target-finish", "mysql01", "db/target-finish.sh.j2", ()),
     ]
     no_seed = stack_config(seedSample=False)
-    assert [s.name for s in mp.migration_steps(no_seed)][0] == "db-target-prepare"
-    assert steps[1].context["migration"]["local"]["socket"] == "/run/mysqld/mysqld.sock"
-    assert steps[1].context["migration"]["local"]["restart_command"] == "systemctl restart mariadb"
+    assert [s.name for s in mp.migration_steps(no_seed)][0] == "db-migrate-credential"
+    assert steps[1].outputs == ("MIGRATE_VERIFIER",)
+    assert steps[2].context["migration"]["local"]["socket"] == "/run/mysqld/mysqld.sock"
+    assert steps[2].context["migration"]["local"]["restart_command"] == "systemctl restart mariadb"
 
 
 @pytest.mark.unit
-def test_stdin_format_and_secret_derivation(cfg):
-    step = mp.migration_steps(cfg)[1]
+def test_stdin_format_and_step_outputs(cfg):
+    cred, prepare = mp.migration_steps(cfg)[1:3]
     secrets = mp.secret_values(cfg)
-    assert secrets["APP_PASSWORD"] == DB_PASSWORD
-    assert secrets["MIGRATE_PASSWORD"] == mp.migration_password(cfg) != DB_PASSWORD
-    assert len(secrets["MIGRATE_PASSWORD"]) == 32
-    stdin = mp.step_stdin("echo hi\nmain \"$@\"; exit $?", step, secrets)
-    assert stdin.endswith(f"\nAPP_PASSWORD={DB_PASSWORD}\nMIGRATE_PASSWORD={secrets['MIGRATE_PASSWORD']}\n")
+    # Nothing derived from the app password: the migration password is made on the source host.
+    assert secrets == {"APP_PASSWORD": DB_PASSWORD}
+    verifier = "*" + "AB" * 20
+    values = mp.step_values(secrets, [(cred, f"noise\nMIGRATE_VERIFIER={verifier}\n")])
+    stdin = mp.step_stdin("echo hi\nmain \"$@\"; exit $?", prepare, values)
+    assert stdin.endswith(f"\nAPP_PASSWORD={DB_PASSWORD}\nMIGRATE_VERIFIER={verifier}\n")
+    with pytest.raises(ValueError, match="printed no MIGRATE_VERIFIER"):
+        mp.step_values(secrets, [(cred, "")])
+    assert mp.step_values(secrets, [(cred, None)], strict=False)["MIGRATE_VERIFIER"] == ""
     with pytest.raises(ValueError):
-        mp.step_stdin("x", step, {"APP_PASSWORD": "a\nb", "MIGRATE_PASSWORD": "c"})
+        mp.step_stdin("x", prepare, {"APP_PASSWORD": "a\nb", "MIGRATE_VERIFIER": "c"})
 
 
 @pytest.mark.unit
@@ -100,7 +106,7 @@ def test_plan_digest_tracks_every_step(cfg):
 
 @pytest.mark.unit
 def test_templates_dir_has_the_db_steps():
-    assert {"migrate.sh.j2", "target-prepare.sh.j2", "target-finish.sh.j2", "seed-sample.sh.j2",
+    assert {"migrate.sh.j2", "migrate-credential.sh.j2", "target-prepare.sh.j2", "target-finish.sh.j2", "seed-sample.sh.j2",
             "lib.sh.j2"} <= {p.name for p in (TEMPLATES / "db").iterdir()}
 
 
@@ -121,20 +127,22 @@ def test_verification_report_names_each_difference(cfg, tmp_path, awk):
     path = _require(awk, awk)
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "awk").symlink_to(path)
-    step = mp.migration_steps(cfg)[2]
+    step = mp.migration_steps(cfg)[3]
     script = mp.render_step(cfg, step)
     fn = script[script.index("compare() {"):]
     fn = fn[:fn.index("\n}\n") + 3]
-    (tmp_path / "s").write_text("routine FUNCTION f x\ntable a rows=1 checksum=2\ntrigger t 1\n")
-    (tmp_path / "d").write_text("routine FUNCTION f x\ntable a rows=1 checksum=3\nview v 1\n")
+    (tmp_path / "s").write_text("routine\tFUNCTION `f`\tx\ntable\t`order line`\trows=1 hash=2/2\n"
+                                "trigger\t`t`\t1\n")
+    (tmp_path / "d").write_text("routine\tFUNCTION `f`\tx\ntable\t`order line`\trows=1 hash=3/2\n"
+                                "view\t`v 1`\t1\n")
     res = subprocess.run(["bash", "-c", fn + f"compare {tmp_path}/s {tmp_path}/d"],
                          capture_output=True, text=True,
                          env={"PATH": f"{tmp_path}/bin:/usr/bin:/bin"})
     assert res.returncode == 1
     assert res.stderr.splitlines() == [
-        "  differs: source [table a rows=1 checksum=2] target [table a rows=1 checksum=3]",
-        "  missing on target: trigger t 1",
-        "  only on target: view v 1",
+        "  differs: table `order line`: source [rows=1 hash=2/2] target [rows=1 hash=3/2]",
+        "  missing on target: trigger `t` [1]",
+        "  only on target: view `v 1` [1]",
     ]
     same = subprocess.run(["bash", "-c", fn + f"compare {tmp_path}/s {tmp_path}/s"],
                           capture_output=True, text=True)

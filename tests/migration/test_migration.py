@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components.migration_plan import migration_password, render_step, secret_values
+from components.migration_plan import render_step
 from components.render import render
 from components.topology import base_context
 from webha.mariadb_lab import MariaDBHost, client
@@ -45,6 +45,13 @@ def fingerprint(srv: MariaDBHost, db: str = DB) -> dict:
             name, body = line.split("\t")
             out[f"{kind}:{name}"] = body
     return out
+
+
+def prepare(lab) -> None:
+    """db-migrate-credential then db-target-prepare, as the plan runs them before db-migrate."""
+    for name in ("db-migrate-credential", "db-target-prepare"):
+        res = lab.run_step(lab.step(name))
+        assert res.returncode == 0, str(res)
 
 
 def marker(srv: MariaDBHost) -> list[str]:
@@ -90,16 +97,24 @@ class SecretWatch:
 def test_full_migration_verified_and_no_secret_in_argv(fresh_target, cfg):
     lab = fresh_target
     before = fingerprint(lab.src)
-    secrets = [DB_PASSWORD, migration_password(cfg)]
+    steps = lab.steps()
+    assert [s.name for s in steps] == ["db-seed-sample", "db-migrate-credential", "db-target-prepare",
+                                       "db-migrate", "db-target-finish"]
+    # `bash -s` with script + secrets on stdin here; every other test runs the script as a file
+    # with only the secrets on stdin, as components/remote.py does.
+    results = [lab.run_step(s, mode="stdin") for s in steps[:2]]
+    # The migration password: random, made on the source host, 0600, only its verifier printed.
+    cred = lab.credential()
+    cred_file = Path(lab.src.tmp_dir) / "webha-migrate.credential"
+    assert re.fullmatch(r"[0-9a-f]{48}", cred) and cred_file.stat().st_mode & 0o077 == 0
+    assert cred not in results[1].output and re.fullmatch(r"MIGRATE_VERIFIER=\*[0-9A-F]{40}\n",
+                                                          results[1].stdout)
+    secrets = [DB_PASSWORD, cred]
     with SecretWatch(secrets) as watch:
-        # `bash -s` with script + secrets on stdin here; every other test runs the script as a
-        # file with only the secrets on stdin, as components/remote.py does.
-        results = lab.run_plan(mode="stdin")
+        results += [lab.run_step(s, mode="stdin") for s in steps[2:]]
     for res in results:
         assert res.returncode == 0, str(res)
-    assert [r.step for r in results] == ["db-seed-sample", "db-target-prepare", "db-migrate",
-                                         "db-target-finish"]
-    migrate = results[2]
+    migrate = results[3]
     assert "verified: 6 tables" in migrate.stdout and "2 triggers, 2 routines" in migrate.stdout
     # Independent check, as root on both servers: identical data and objects, source untouched.
     assert fingerprint(lab.tgt) == before == fingerprint(lab.src)
@@ -122,6 +137,12 @@ def test_full_migration_verified_and_no_secret_in_argv(fresh_target, cfg):
     for res in results:
         for s in secrets:
             assert s not in res.output
+    # The copied objects belong to the owner role, not to root or to the dropped account.
+    assert set(lab.tgt.value("SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='ds_shop' "
+                             "UNION SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA='ds_shop' "
+                             "UNION SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='ds_shop' "
+                             "UNION SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA='ds_shop'"
+                             ).split()) <= {"ds_shop_owner", "ds_shop_owner@"}
     lab.state = "migrated"
 
 
@@ -153,8 +174,7 @@ def test_app_user_least_privilege_from_allowed_hosts_only(migrated, tmp_path):
     # Root and the (dropped) migration user are not reachable over the network.
     res = client(lab.lab, "web02", "10.1.1.12", "root", pw, "SELECT 1", tmp_path)
     assert res.returncode != 0 and "ERROR 1045" in res.stderr
-    res = client(lab.lab, "web01", "10.1.1.12", "webha_migrate", migration_password(lab.cfg),
-                 "SELECT 1", tmp_path)
+    res = client(lab.lab, "web01", "10.1.1.12", "webha_migrate", "0" * 48, "SELECT 1", tmp_path)
     assert res.returncode != 0 and "ERROR 1045" in res.stderr
 
 
@@ -181,7 +201,7 @@ def test_rerun_is_idempotent_and_never_drops(migrated):
     results = lab.run_plan()
     for res in results:
         assert res.returncode == 0, str(res)
-    seed, prepare, migrate, finish = results
+    seed, _, prepare, migrate, finish = results
     assert "not seeding" in seed.stdout
     assert "restarting" not in prepare.stdout  # config already right: no restart
     assert "already migrated" in migrate.stdout and "identical" in migrate.stdout
@@ -209,7 +229,7 @@ def test_conflicting_target_refused_never_overwritten(fresh_target):
 
     # Same when the foreign database appears between prepare and migrate.
     lab.tgt.sql("DROP DATABASE ds_shop")
-    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    prepare(lab)
     lab.tgt.sql("CREATE DATABASE ds_shop; CREATE TABLE ds_shop.legacy (id INT PRIMARY KEY, v TEXT);"
                 "INSERT INTO ds_shop.legacy VALUES (1, 'precious');")
     res = lab.run_step(lab.step("db-migrate"))
@@ -229,7 +249,7 @@ def test_conflicting_target_refused_never_overwritten(fresh_target):
 def test_killed_import_then_retry_succeeds(fresh_target):
     lab = fresh_target
     before = fingerprint(lab.src)
-    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    prepare(lab)
     proc = lab.popen_step(lab.step("db-migrate"))
     # Kill the whole step (dump, import, snapshot session) once the big table is half-copied.
     deadline = time.monotonic() + 120
@@ -268,7 +288,7 @@ def test_consistent_snapshot_while_the_shop_keeps_writing(fresh_target):
     """Writes on the source during the copy: the copy is the dump's snapshot, and verification
     compares against that same snapshot (not the moving source), so it passes."""
     lab = fresh_target
-    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    prepare(lab)
     n0 = int(lab.src.value("SELECT COUNT(*) FROM ds_shop.stock_log"))
     writes = "".join(
         f"INSERT INTO ds_shop.stock_log (goods_id, delta, reason, created_at) VALUES ({i % 50 + 1}, 1, 'w', NOW());"
@@ -304,24 +324,30 @@ def test_consistent_snapshot_while_the_shop_keeps_writing(fresh_target):
 
 def test_wrong_password_and_missing_secret_fail_clearly(migrated):
     lab = migrated
-    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
-    bad = dict(secret_values(lab.cfg), MIGRATE_PASSWORD="not-the-password-000")
-    res = lab.run_step(lab.step("db-migrate"), secrets=bad)
+    prepare(lab)
+    wrong = "0123456789abcdef" * 3
+    (Path(lab.src.tmp_dir) / "webha-migrate.credential").write_text(wrong + "\n")
+    res = lab.run_step(lab.step("db-migrate"))
     assert res.returncode == 5, str(res)
-    assert "access denied" in res.stderr and "wrong MIGRATE_PASSWORD" in res.stderr
-    assert "not-the-password-000" not in res.output
+    assert "access denied" in res.stderr and "Run the whole plan again" in res.stderr
+    assert wrong not in res.output
+    # No credential at all (db-migrate removed it when it exited): exit 5, saying what to run.
+    res = lab.run_step(lab.step("db-migrate"))
+    assert res.returncode == 5 and "no migration credential" in res.stderr, str(res)
     step = lab.step("db-target-prepare")
-    res = lab.run_step(step, stdin=render_step(lab.cfg, step) + "MIGRATE_PASSWORD=" + "x" * 20 + "\n",
+    res = lab.run_step(step, stdin=render_step(lab.cfg, step) + "MIGRATE_VERIFIER=*" + "A" * 40 + "\n",
                        mode="stdin")
     assert res.returncode == 2 and "secret APP_PASSWORD missing on stdin" in res.stderr, str(res)
     res = lab.run_step(step, stdin="APP_PASSWORD=a-password-1234\nEVIL=1\n")
     assert res.returncode == 2 and "unexpected secret 'EVIL'" in res.stderr, str(res)
+    res = lab.run_step(step, stdin="APP_PASSWORD=a-password-1234\nMIGRATE_VERIFIER=plaintext\n")
+    assert res.returncode == 2 and "40 hex digits" in res.stderr, str(res)
     assert lab.run_step(lab.step("db-target-finish")).returncode == 0
 
 
 def test_unreachable_target_fails_clearly(migrated):
     lab = migrated
-    assert lab.run_step(lab.step("db-target-prepare")).returncode == 0
+    prepare(lab)
     lab.lab.link(lab.target, False)
     try:
         res = lab.run_step(lab.step("db-migrate", connect_timeout=3), timeout=120)
