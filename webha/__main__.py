@@ -1,4 +1,4 @@
-"""``python -m webha SUBCOMMAND``: lab, drills and the split-brain detector.
+"""``python -m webha SUBCOMMAND``: lab, drills, the split-brain detector and the tier check.
 
 Subcommands register themselves in :data:`COMMANDS` (name -> (add_arguments, run)); add one by
 writing the two functions and one line at the bottom.
@@ -82,7 +82,7 @@ def drill_run(args) -> int:
                 res = run_drill(cluster, scenario, observe=args.observe, rate=args.rate)
                 print(res.text())
                 print()
-                failed |= len(res.after) != 1
+                failed |= bool(res.failures())
         except DrillError as exc:
             print(f"drill stopped: {exc} (run `python -m webha splitbrain` to see why)",
                   file=sys.stderr)
@@ -117,6 +117,35 @@ def splitbrain_run(args) -> int:
             own.close()
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
     return 2 if report.split_brain else (1 if report.problems else 0)
+
+
+# --------------------------------------------------------------------------- verify
+def verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-json", required=True, metavar="FILE_OR_-",
+                   help='StackConfig.model_dump(mode="json", by_alias=True) without the secrets; - = stdin')
+    p.add_argument("--known-hosts", metavar="PATH",
+                   help="SSH UserKnownHostsFile (StrictHostKeyChecking=accept-new)")
+    p.add_argument("--deadline", type=float, default=30.0, metavar="SECONDS",
+                   help="retry the checks until they pass or this many seconds passed (default 30)")
+
+
+def verify_run(args) -> int:
+    from components.config import ConfigError
+    from .drill import SshCluster
+    from .stackfile import config_from_dump
+    from .verify import verify
+
+    try:
+        text = sys.stdin.read() if args.config_json == "-" else Path(args.config_json).read_text()
+        cfg = config_from_dump(json.loads(text))
+    except (OSError, ValueError, ConfigError) as exc:  # JSONDecodeError and ConfigError are ValueErrors
+        print(f"webha verify: cannot read the stack config from {args.config_json}: {exc}", file=sys.stderr)
+        return 2
+    report = verify(cfg, SshCluster(cfg, known_hosts=args.known_hosts), deadline=args.deadline)
+    print(report.text())
+    if not report.ok:
+        print("webha verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures), file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 # --------------------------------------------------------------------------- lab
@@ -165,6 +194,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "drill": ("run failover drills and print a report", drill_args, drill_run),
     "splitbrain": ("is the VIP on more than one node, and why", splitbrain_args, splitbrain_run),
     "lab": ("namespace lab with real keepalived and nginx", lab_args, lab_run),
+    "verify": ("is the deployed tier healthy (the post-condition of pulumi up)", verify_args, verify_run),
 }
 
 

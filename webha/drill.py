@@ -30,6 +30,8 @@ from typing import Callable, Optional
 from components.config import StackConfig
 
 from .executor import ExecError, Executor, HostLayout, ssh_executors
+from .vip import VipUnreadable
+from .vip import holders as vip_holders
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("nginx-kill", "keepalived-kill", "keepalived-stop", "link-down", "vrrp-block")
@@ -67,17 +69,15 @@ class Cluster:
         return str(self.cfg.vrrp.vip)
 
     def holders(self) -> list[str]:
-        out = []
-        for node in self.web_names:
-            lay = self.layouts[node]
-            try:
-                res = self.hosts[node].run(["ip", "-4", "-o", "addr", "show", "dev", lay.interface], timeout=5)
-            except ExecError:
-                continue
-            addrs = [line.split()[3].split("/")[0] for line in res.stdout.splitlines() if len(line.split()) > 3]
-            if self.vip in addrs:
-                out.append(node)
-        return out
+        """Web nodes holding the VIP; raises :class:`webha.vip.VipUnreadable` if a node cannot be
+        read (unknown is never "not a holder")."""
+        return vip_holders({n: self.hosts[n] for n in self.web_names}, self.vip, self._interface())
+
+    def _interface(self) -> str:
+        names = {self.layouts[n].interface for n in self.web_names}
+        if len(names) != 1:
+            raise DrillError(f"web nodes use different interfaces: {sorted(names)}")
+        return names.pop()
 
     # faults ---------------------------------------------------------------
     def kill_nginx(self, node: str) -> None:
@@ -161,11 +161,11 @@ class LabCluster(Cluster):
 class SshCluster(Cluster):
     """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine."""
 
-    def __init__(self, cfg: StackConfig) -> None:
+    def __init__(self, cfg: StackConfig, known_hosts: Optional[str] = None) -> None:
         names = [h.name for h in cfg.web_hosts]
         iface = cfg.network.interface
         super().__init__(
-            cfg, dict(ssh_executors(cfg, names)), {n: HostLayout(interface=iface) for n in names}, []
+            cfg, dict(ssh_executors(cfg, names, known_hosts)), {n: HostLayout(interface=iface) for n in names}, []
         )
 
     def link(self, node: str, up: bool) -> None:
@@ -192,13 +192,22 @@ class HolderSampler(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.period = cluster, period
         self.changes: list[tuple[float, tuple[str, ...]]] = []
+        # (t, nodes whose addresses could not be read): shown in the timeline, never "not holding".
+        self.unreadable: list[tuple[float, tuple[str, ...]]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
-        last = None
+        last, last_bad = None, None
         while not self._halt.is_set():
             t = time.time()
-            cur = tuple(self.cluster.holders())
+            bad: tuple[str, ...] = ()
+            try:
+                cur = tuple(self.cluster.holders())
+            except VipUnreadable as exc:
+                cur, bad = tuple(exc.partial), tuple(exc.problems)
+            if bad != last_bad:
+                self.unreadable.append((t, bad))
+                last_bad = bad
             if cur != last:
                 self.changes.append((t, cur))
                 last = cur
@@ -271,6 +280,22 @@ class DrillResult:
     events: list[tuple[float, str]] = field(default_factory=list)
     detector: Optional[str] = None
     recovery_at: Optional[float] = None
+    unreadable: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
+
+    def failures(self) -> list[str]:
+        """What the scenario expected and did not see (empty = the drill passed)."""
+        out = []
+        if self.scenario == "vrrp-block":
+            if len(self.max_holders) < 2:
+                out.append("no second VIP holder appeared while VRRP was blocked (expected split brain)")
+        else:
+            if self.vip_moved_s is None:
+                out.append(f"the VIP never reached {self.expected}")
+            if self.http_moved_s is None:
+                out.append(f"HTTP via the VIP was never answered by {self.expected}")
+        if len(self.after) != 1:
+            out.append(f"{len(self.after)} VIP holders at the end ({', '.join(self.after) or 'none'})")
+        return out
 
     @property
     def max_holders(self) -> list[str]:
@@ -316,6 +341,8 @@ class DrillResult:
         tl: list[tuple[float, str]] = [(f0, f"FAULT injected on {self.before}")]
         tl += [(t, f"VIP held by: {', '.join(w) if w else '(nobody)'}") for t, w in self.holders]
         tl += [(t, f"keepalived {n} -> {s}") for t, n, s in self.states]
+        tl += [(t, f"cannot read the addresses of {', '.join(w)} (holder unknown)" if w else
+                "every node readable again") for t, w in self.unreadable]
         tl += self.events
         lines.append("   timeline (s from fault):")
         for t, what in sorted(tl):
@@ -333,14 +360,25 @@ class DrillResult:
         if self.detector:
             lines.append("   split-brain detector during the fault:")
             lines += ["     " + l for l in self.detector.splitlines()]
+        fails = self.failures()
+        lines.append("   verdict: " + ("FAILED: " + "; ".join(fails) if fails else "ok"))
         return "\n".join(lines)
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``pred``; a node that cannot be read counts as "not yet", and is named on timeout."""
     t0 = time.monotonic()
-    while not pred():
+    unknown: Optional[VipUnreadable] = None
+    while True:
+        try:
+            if pred():
+                return
+            unknown = None
+        except VipUnreadable as exc:
+            unknown = exc
         if time.monotonic() - t0 > timeout:
-            raise DrillError(f"timed out after {timeout:.1f}s waiting for {what}")
+            raise DrillError(f"timed out after {timeout:.1f}s waiting for {what}"
+                             + (f" ({unknown})" if unknown else ""))
         time.sleep(interval)
 
 
@@ -351,7 +389,10 @@ def single_holder(cluster: Cluster, timeout: float = 15) -> str:
         got[:] = cluster.holders()
         return len(got) == 1
 
-    wait_until(one, timeout, "exactly one VIP holder")
+    try:
+        wait_until(one, timeout, "exactly one VIP holder")
+    except DrillError as exc:
+        raise DrillError(f"{exc}; last seen: {', '.join(got) or 'no holder'}") from None
     return got[0]
 
 
@@ -404,8 +445,9 @@ def run_drill(
         if scenario == "vrrp-block":
             try:
                 wait_until(lambda: len(cluster.holders()) > 1, observe + 5, "a second VIP holder")
-            except DrillError:
-                pass
+            except DrillError as exc:
+                # Not swallowed: the result's failures() says so (the sampler saw no second one).
+                events.append((time.time(), f"no second holder appeared: {exc}"))
             from .splitbrain import detect
 
             detector_text = detect(cluster).text()
@@ -427,7 +469,7 @@ def run_drill(
     return DrillResult(
         scenario, DESCRIPTIONS[scenario], before, expected,
         fault_at, sampler.changes, states, requests, [after_holder], events, detector_text,
-        recovery_at,
+        recovery_at, sampler.unreadable,
     )
 
 

@@ -146,10 +146,16 @@ class SshExecutor:
         self.run(_spawn_argv(argv, log), timeout=15, check=True)
 
 
-def ssh_executors(cfg, names: Optional[Sequence[str]] = None) -> dict[str, SshExecutor]:
-    """Executors for a deployed stack's hosts (``cfg``: a StackConfig)."""
+def ssh_executors(
+    cfg, names: Optional[Sequence[str]] = None, known_hosts: Optional[str] = None
+) -> dict[str, SshExecutor]:
+    """Executors for a deployed stack's hosts (``cfg``: a StackConfig); ``known_hosts``: the SSH
+    UserKnownHostsFile to use (new host keys accepted on first use, changed ones refused)."""
     hosts = [h for h in cfg.hosts if names is None or h.name in names]
-    return {
-        h.name: SshExecutor(h.name, str(h.ip), cfg.ssh.private_key_path, cfg.ssh.user, cfg.ssh.port)
-        for h in hosts
-    }
+    out = {}
+    for h in hosts:
+        ex = SshExecutor(h.name, str(h.ip), cfg.ssh.private_key_path, cfg.ssh.user, cfg.ssh.port)
+        if known_hosts:
+            ex.options += ["-o", f"UserKnownHostsFile={known_hosts}"]
+        out[h.name] = ex
+    return out

@@ -44,6 +44,7 @@ from components.topology import Paths, host_context, keepalived_context
 from . import netns
 from .executor import ExecError, HostLayout, NetnsExecutor
 from .netns import LabError
+from .vip import holders
 
 BASE_DIR = Path("/run/webha-lab")
 PREFIX_BASE = "whl"
@@ -381,8 +382,8 @@ class HaLab:
         self.net.link(host, up)
 
     def vip_holders(self) -> list[str]:
-        vip = str(self.cfg.vrrp.vip)
-        return [n for n in self.web_names if vip in self.net.addresses(n, self.interface)]
+        """Web nodes holding the VIP (:func:`webha.vip.holders`: raises if a node is unreadable)."""
+        return holders({n: self.hosts[n] for n in self.web_names}, str(self.cfg.vrrp.vip), self.interface)
 
     def client_get(self, path: str = "/healthz", timeout: float = 2) -> tuple[Optional[str], Optional[str]]:
         """(body, X-Served-By) of GET http://VIP/path from the client namespace, (None, None) on failure."""

@@ -108,10 +108,6 @@ class Lab:
     def popen(self, host: str, cmd: Iterable[str], **kw) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.ns(host), *cmd], **kw)
 
-    def addresses(self, host: str, interface: str = "eth0") -> list[str]:
-        out = self.run(host, "ip", "-4", "-o", "addr", "show", "dev", interface).stdout
-        return [line.split()[3].split("/")[0] for line in out.splitlines()]
-
     def close(self) -> None:
         for ns in reversed(self.created):
             pids = _ip("netns", "pids", ns, check=False).stdout.split()

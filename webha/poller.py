@@ -6,6 +6,8 @@ connection (as a new visitor would make), sent on schedule even while earlier on
 failover shows up as failed requests instead of a paused client. Stops on SIGTERM/SIGINT, on
 stdin EOF, or after ``--duration`` seconds.
 
+``--once``: one GET, one line ``{"status", "by", "body", "err"}`` (the tier check's HTTP read).
+
 Line: ``{"t": sent, "d": done, "ok": bool, "by": X-Served-By or null, "err": str or null}``
 (epoch seconds; all lab namespaces share one clock).
 """
@@ -32,24 +34,30 @@ def _emit(rec: dict) -> None:
         sys.stdout.flush()
 
 
-def _one(host: str, port: int, path: str, timeout: float) -> None:
-    t = time.time()
-    rec = {"t": t, "d": None, "ok": False, "by": None, "err": None}
+def get(host: str, port: int, path: str, timeout: float) -> dict:
+    """One GET on a new connection: ``{"status", "by" (X-Served-By), "body", "err"}``."""
+    out = {"status": None, "by": None, "body": None, "err": None}
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"Connection": "close", "User-Agent": "webha-drill"})
         resp = conn.getresponse()
-        resp.read()
-        rec["by"] = resp.getheader("X-Served-By")
-        rec["ok"] = resp.status == 200
-        if not rec["ok"]:
-            rec["err"] = f"HTTP {resp.status}"
+        out["body"] = resp.read(65536).decode("utf-8", "replace")
+        out["status"], out["by"] = resp.status, resp.getheader("X-Served-By")
+        if resp.status != 200:
+            out["err"] = f"HTTP {resp.status}"
     except Exception as exc:  # any failure is a failed request for the user
-        rec["err"] = type(exc).__name__
+        out["err"] = f"{type(exc).__name__}: {exc}"
     finally:
         conn.close()
-    rec["d"] = time.time()
-    _emit(rec)
+    return out
+
+
+def _one(host: str, port: int, path: str, timeout: float) -> None:
+    t = time.time()
+    res = get(host, port, path, timeout)
+    ok = res["status"] == 200
+    err = None if ok else (res["err"] or "").split(":")[0]
+    _emit({"t": t, "d": time.time(), "ok": ok, "by": res["by"], "err": err})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=50.0, help="requests per second")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-request timeout (s)")
     ap.add_argument("--duration", type=float, default=3600.0)
+    ap.add_argument("--once", action="store_true", help="one GET; print its result (with the body)")
     args = ap.parse_args(argv)
     u = urlsplit(args.url)
     host, port, path = u.hostname, u.port or 80, u.path or "/"
+    if args.once:
+        _emit(get(host, port, path, args.timeout))
+        return 0
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

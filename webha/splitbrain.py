@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .executor import ExecError
+from .vip import VipUnreadable
 
 SKEW_LIMIT = 0.5
 
@@ -44,6 +45,8 @@ class SplitBrainReport:
     vip: str
     holders: list[str]
     findings: list[Finding] = field(default_factory=list)
+    # Nodes whose addresses could not be read: they may hold the VIP too.
+    unknown: list[str] = field(default_factory=list)
 
     @property
     def split_brain(self) -> bool:
@@ -56,6 +59,9 @@ class SplitBrainReport:
     def text(self) -> str:
         if self.split_brain:
             head = f"SPLIT BRAIN: VIP {self.vip} is held by {', '.join(self.holders)}"
+        elif self.unknown:
+            head = (f"UNKNOWN: VIP {self.vip} is held by {', '.join(self.holders) or 'no readable node'}; "
+                    f"cannot read {', '.join(self.unknown)}")
         elif self.holders:
             head = f"ok: VIP {self.vip} is held by {self.holders[0]} only"
         else:
@@ -70,6 +76,7 @@ class SplitBrainReport:
             "vip": self.vip,
             "holders": self.holders,
             "split_brain": self.split_brain,
+            "unknown": self.unknown,
             "findings": [f.__dict__ for f in self.findings],
         }
 
@@ -206,10 +213,11 @@ def compare_configs(confs: dict[str, dict], node_ips: dict[str, str]) -> list[Fi
 # --------------------------------------------------------------------------- nftables
 def vrrp_blocking_rules(ruleset_json: str) -> list[str]:
     """Descriptions of nft input rules/policies that stop VRRP from reaching keepalived."""
+    # Unreadable output is an error for the caller to report, never "nothing drops VRRP".
     try:
-        data = json.loads(ruleset_json).get("nftables", [])
-    except json.JSONDecodeError:
-        return []
+        data = json.loads(ruleset_json)["nftables"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not an `nft -j` ruleset ({exc.__class__.__name__}: {exc})") from None
     chains = {}
     rules: dict = {}
     for obj in data:
@@ -291,107 +299,152 @@ def _read_stats(ex, layout) -> Optional[dict]:
 
 
 # --------------------------------------------------------------------------- detector
-def _holders(cluster) -> tuple[list[str], list[Finding]]:
-    holders, findings = [], []
-    for node in cluster.web_names:
-        iface = cluster.layouts[node].interface
-        try:
-            res = cluster.hosts[node].run(["ip", "-4", "-o", "addr", "show", "dev", iface], timeout=5)
-        except ExecError as exc:
-            findings.append(Finding("holders", False, f"{node}: unreachable ({exc})"))
+STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
+
+
+def _holders(cluster) -> tuple[list[str], list[str], list[Finding]]:
+    """(holders, unreadable nodes, findings) through :func:`webha.vip.holders`."""
+    try:
+        return cluster.holders(), [], []
+    except VipUnreadable as exc:
+        return exc.partial, list(exc.problems), [
+            Finding("holders", False, f"{n}: cannot read its addresses, may hold the VIP ({why})")
+            for n, why in exc.problems.items()
+        ]
+
+
+def _run(ex, argv, timeout=5):
+    """(returncode, stdout, stderr); an unreachable host is returncode None."""
+    try:
+        res = ex.run(argv, timeout=timeout)
+    except ExecError as exc:
+        return None, "", str(exc)
+    return res.returncode, res.stdout, res.stderr
+
+
+def read_states(cluster) -> dict[str, str]:
+    """keepalived's state per web node as notify.sh recorded it; "unknown" when unreadable."""
+    states = {}
+    for n in cluster.web_names:
+        rc, out, _ = _run(cluster.hosts[n], ["cat", f"{cluster.layouts[n].paths.state_dir}/vrrp.state"])
+        value = out.strip() if rc == 0 else ""
+        states[n] = value if value in STATES else "unknown"
+    return states
+
+
+def advert_findings(cluster, states: dict[str, str]) -> list[Finding]:
+    """Are adverts reaching every node? keepalived's counters, read twice a few adverts apart.
+
+    A node that received none is fine only if it is the only MASTER by the state files (backups
+    are silent); a BACKUP, FAULT or unknown node that hears nothing, or one of two MASTERs, is cut
+    off (or nobody sends)."""
+    nodes = cluster.web_names
+    interval = 1.0
+    try:
+        adv = max(float(i["advert_int"]) for n in nodes
+                  for t in [_run(cluster.hosts[n], ["cat", cluster.layouts[n].keepalived_conf])[1]] if t
+                  for i in summarize_conf(t)["instances"].values())
+        interval = max(0.5, 3 * adv)
+    except ValueError:
+        pass
+    first = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
+    time.sleep(interval)
+    second = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
+    out = []
+    for n in nodes:
+        a, b = first[n], second[n]
+        if a is None or b is None:
+            out.append(Finding("adverts", False, f"{n}: keepalived not running or its stats unreadable"))
             continue
-        if res.returncode != 0:
-            findings.append(Finding("holders", False, f"{node}: {res.stderr.strip()}"))
-            continue
-        addrs = [l.split()[3].split("/")[0] for l in res.stdout.splitlines() if len(l.split()) > 3]
-        if cluster.vip in addrs:
-            holders.append(node)
-    return holders, findings
+        if not b:
+            out.append(Finding("adverts", False, f"{n}: no VRRP instance in keepalived's stats"))
+        for inst in b:
+            if inst not in a:
+                out.append(Finding("adverts", False, f"{n} {inst}: not in the first stats read"))
+                continue
+            got = b[inst].get("received", 0) - a[inst].get("received", 0)
+            sent = b[inst].get("sent", 0) - a[inst].get("sent", 0)
+            others = [m for m, s in states.items() if s == "MASTER" and m != n]
+            ok = got > 0 or (states.get(n) == "MASTER" and not others)
+            detail = f"{n} {inst} ({states.get(n, 'unknown')}): {got} adverts received, {sent} sent in {interval:.2f}s"
+            if not ok:
+                detail += (f" although {', '.join(others)} is MASTER: adverts do not reach {n}" if others
+                           else f": {n} hears no master")
+            out.append(Finding("adverts", ok, detail))
+    return out
+
+
+def clock_finding(node: str, ex, skew_limit: float) -> Finding:
+    """The node's clock against this machine's: |difference| plus the read's own uncertainty (half
+    the round trip) must stay within ``skew_limit``; when the uncertainty alone makes it
+    undecidable, that is not ok either."""
+    t0 = time.time()
+    rc, out, err = _run(ex, ["date", "+%s.%N"])
+    t1 = time.time()
+    try:
+        if rc != 0:
+            raise ValueError(err.strip() or f"exit {rc}")
+        skew = float(out.strip()) - (t0 + t1) / 2
+    except ValueError as exc:
+        return Finding("clock", False, f"{node}: cannot read its clock ({exc})")
+    err_s = (t1 - t0) / 2
+    what = (f"{node}: clock {skew:+.3f}s from this machine's (±{err_s:.3f}s: half the read's round "
+            f"trip); limit |difference| <= {skew_limit}s")
+    if abs(skew) + err_s <= skew_limit:
+        return Finding("clock", True, what + ": within")
+    if abs(skew) - err_s > skew_limit:
+        return Finding("clock", False, what + ": OVER the limit")
+    return Finding("clock", False, what + ": cannot tell (the read was too slow)")
 
 
 def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT) -> SplitBrainReport:
-    """Run every check on ``cluster`` (a :class:`webha.drill.Cluster`); read-only."""
-    holders, findings = _holders(cluster)
-    report = SplitBrainReport(cluster.vip, holders, findings)
+    """Run every check on ``cluster`` (a :class:`webha.drill.Cluster`); read-only.
+
+    Unknown is never ok: a node, file, ruleset or counter that cannot be read is a failed finding."""
+    holders, unknown, findings = _holders(cluster)
+    report = SplitBrainReport(cluster.vip, holders, findings, unknown)
     nodes = cluster.web_names
     ips = {n: str(cluster.cfg.host(n).ip) for n in nodes}
 
-    # keepalived state, as notify.sh recorded it
-    states = {}
-    for n in nodes:
-        res = cluster.hosts[n].run(["cat", f"{cluster.layouts[n].paths.state_dir}/vrrp.state"], timeout=5)
-        states[n] = res.stdout.strip() if res.returncode == 0 else "unknown"
+    states = read_states(cluster)
     masters = [n for n, s in states.items() if s == "MASTER"]
-    report.findings.append(Finding("state", len(masters) <= 1,
-                                   ", ".join(f"{n}={s}" for n, s in states.items())))
+    unread = [n for n, s in states.items() if s == "unknown"]
+    report.findings.append(Finding(
+        "state", len(masters) <= 1 and not unread,
+        ", ".join(f"{n}={s}" for n, s in states.items())
+        + (f" (no readable state file on {', '.join(unread)})" if unread else ""),
+    ))
 
-    # firewall
     for n in nodes:
-        res = cluster.hosts[n].run(["sh", "-c", "command -v nft >/dev/null || exit 3; nft -j list ruleset"], timeout=10)
-        if res.returncode == 3:
-            report.findings.append(Finding("firewall", True, f"{n}: nft not installed (no nftables rules)"))
+        rc, out, err = _run(cluster.hosts[n], ["sh", "-c", "command -v nft >/dev/null || exit 3; nft -j list ruleset"],
+                            timeout=10)
+        if rc != 0:
+            why = "nft is not installed" if rc == 3 else (err.strip() or f"exit {rc}")
+            report.findings.append(Finding("firewall", False, f"{n}: cannot read the ruleset ({why})"))
             continue
-        bad = vrrp_blocking_rules(res.stdout)
+        try:
+            bad = vrrp_blocking_rules(out)
+        except ValueError as exc:
+            report.findings.append(Finding("firewall", False, f"{n}: cannot read the ruleset ({exc})"))
+            continue
         report.findings.append(Finding(
             "firewall", not bad,
             f"{n}: " + ("; ".join(bad) if bad else "no nftables rule drops VRRP"),
         ))
 
-    # adverts received
     if stats:
-        interval = 1.0
-        confs_raw = {}
-        for n in nodes:
-            r = cluster.hosts[n].run(["cat", cluster.layouts[n].keepalived_conf], timeout=5)
-            confs_raw[n] = r.stdout if r.returncode == 0 else ""
-        try:
-            adv = max(float(i["advert_int"]) for t in confs_raw.values() if t
-                      for i in summarize_conf(t)["instances"].values())
-            interval = max(0.5, 3 * adv)
-        except ValueError:
-            pass
-        first = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
-        time.sleep(interval)
-        second = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
-        for n in nodes:
-            a, b = first[n], second[n]
-            if a is None or b is None:
-                report.findings.append(Finding("adverts", False, f"{n}: keepalived not running or no stats"))
-                continue
-            for inst in b:
-                got = b[inst].get("received", 0) - a.get(inst, {}).get("received", 0)
-                sent = b[inst].get("sent", 0) - a.get(inst, {}).get("sent", 0)
-                # A master receives nothing from a healthy backup (backups are silent);
-                # a node that is not receiving while another node is MASTER is cut off.
-                peers_sending = [m for m in masters if m != n]
-                ok = got > 0 or not peers_sending
-                detail = f"{n} {inst}: {got} adverts received, {sent} sent in {interval:.2f}s"
-                if not ok:
-                    detail += f" although {', '.join(peers_sending)} is MASTER: adverts do not reach {n}"
-                report.findings.append(Finding("adverts", ok, detail))
+        report.findings.extend(advert_findings(cluster, states))
 
-    # clock skew
     for n in nodes:
-        t0 = time.time()
-        res = cluster.hosts[n].run(["date", "+%s.%N"], timeout=5)
-        t1 = time.time()
-        try:
-            skew = float(res.stdout.strip()) - (t0 + t1) / 2
-        except ValueError:
-            report.findings.append(Finding("clock", False, f"{n}: cannot read the clock"))
-            continue
-        report.findings.append(Finding(
-            "clock", abs(skew) <= skew_limit + (t1 - t0) / 2,
-            f"{n}: {skew:+.3f}s from this machine (limit {skew_limit}s)",
-        ))
+        report.findings.append(clock_finding(n, cluster.hosts[n], skew_limit))
 
-    # config
     confs = {}
     for n in nodes:
-        res = cluster.hosts[n].run(["cat", cluster.layouts[n].keepalived_conf], timeout=5)
-        if res.returncode == 0:
-            confs[n] = summarize_conf(res.stdout)
+        conf = cluster.layouts[n].keepalived_conf
+        rc, out, err = _run(cluster.hosts[n], ["cat", conf])
+        if rc == 0:
+            confs[n] = summarize_conf(out)
         else:
-            report.findings.append(Finding("config", False, f"{n}: cannot read {cluster.layouts[n].keepalived_conf}"))
+            report.findings.append(Finding("config", False, f"{n}: cannot read {conf} ({err.strip() or rc})"))
     report.findings.extend(compare_configs(confs, ips))
     return report

@@ -278,3 +278,79 @@ def test_every_template_was_rendered():
     """Runs last in this module: a template nobody renders is a template nobody checked."""
     unrendered = [t for t in template_names() if t not in RENDERED]
     assert not unrendered, f"templates with no render check: {unrendered}"
+
+
+# --------------------------------------------------------------------------- VRRP auth pass
+def _keepalived_password(netns: str, cfg, node: str, auth_pass: str, tmp: Path) -> str:
+    """The password keepalived itself parsed from the rendered config + include (its -d dump)."""
+    paths = Paths(keepalived_dir=str(tmp), script_dir=str(tmp / "scripts"), state_dir=str(tmp / "run"))
+    (tmp / "vrrp-auth.conf").write_text(render("keepalived/vrrp-auth.conf.j2", auth_pass=auth_pass))
+    conf = tmp / "keepalived.conf"
+    conf.write_text(render("keepalived/keepalived.conf.j2", **keepalived_context(cfg, node, paths)))
+    proc = subprocess.run(
+        ["timeout", "-s", "TERM", "1", "ip", "netns", "exec", netns, "keepalived", "-n", "-l", "-D", "-d",
+         "-f", str(conf), "-p", str(tmp / "k.pid"), "-r", str(tmp / "v.pid"), "-c", str(tmp / "c.pid")],
+        capture_output=True, text=True, timeout=30)
+    found = [l.split("Password = ", 1)[1] for l in (proc.stdout + proc.stderr).splitlines() if "Password = " in l]
+    assert found, f"keepalived printed no password for {node}:\n{proc.stdout}{proc.stderr}"
+    return found[0]
+
+
+@pytest.mark.parametrize("auth", ["labpass1", "a'b\\c", "@x;y%z^", "~a(b)[c]", "<a>=b+c,", "a:b/c?d|", "a&b`c*"])
+def test_auth_pass_is_literal_in_keepalived(auth, netns, script_user):
+    """Every accepted kind of password reaches keepalived on both nodes as the same literal."""
+    need("keepalived")
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml", secrets={**FAKE_SECRETS, "vrrpAuthPass": auth})
+    tmp = Path(f"/run/webha-render-auth-{os.getpid()}")
+    try:
+        for node in ("web01", "web02"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "scripts").mkdir(parents=True, mode=0o755)
+            assert _keepalived_password(netns, cfg, node, auth, tmp) == auth, node
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("auth", ["$_RANDOM", "$_PWD", "a#b", "a!b", "a b"])
+def test_auth_pass_keepalived_would_change_is_refused(auth, netns, script_user):
+    """Why the config refuses them: keepalived does not keep them literally (and for $_RANDOM,
+    differently on each node), so the refusal is checked against the real parser."""
+    from components.config import ConfigError
+
+    need("keepalived")
+    with pytest.raises(ConfigError, match="webha:vrrpAuthPass"):
+        load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml", secrets={**FAKE_SECRETS, "vrrpAuthPass": auth})
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml")
+    tmp = Path(f"/run/webha-render-auth-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "scripts").mkdir(parents=True, mode=0o755)
+        assert _keepalived_password(netns, cfg, "web01", auth, tmp) != auth
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- YAML booleans
+@pytest.mark.parametrize("name", ["on", "no", "yes", "off", "true", "null", "0x1f", "1e3"])
+def test_cloud_init_values_stay_strings(name, tmp_path):
+    """A host named like a YAML 1.1 boolean/null/number stays that string in every cloud-init file."""
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.dev.yaml", overrides={
+        "hosts": [{"name": name, "fqdn": f"{name}.itcast.cn", "ip": "10.1.1.11", "role": "web", "priority": 150},
+                  {"name": "mysql01", "fqdn": "mysql01.itcast.cn", "ip": "10.1.1.12", "role": "db"},
+                  {"name": "web02", "fqdn": "web02.itcast.cn", "ip": "10.1.1.13", "role": "web", "priority": 100}],
+        "database": {"sourceHost": name}})
+    host = cfg.host(name)
+    ctx = host_context(cfg, host)
+    user = r("cloud-init/user-data.yaml.j2", **ctx, etc_hosts=r("hosts.j2", **ctx),
+             firewall=render("firewall/nftables.conf.j2", **ctx), ssh_user="on",
+             ssh_public_key="ssh-ed25519 AAAAtest no")
+    doc = yaml.safe_load(user)
+    assert doc["hostname"] == name and doc["fqdn"] == f"{name}.itcast.cn"
+    assert doc["users"][1]["name"] == "on"
+    meta = yaml.safe_load(r("cloud-init/meta-data.yaml.j2", **ctx, instance_key="no"))
+    assert meta == {"instance-id": f"{name}-no", "local-hostname": name}
+    net = yaml.safe_load(r("cloud-init/network-config.yaml.j2", **ctx, mac=mac_for(host.ip)))
+    assert list(net["ethernets"]) == ["eth0"] and net["ethernets"]["eth0"]["addresses"] == ["10.1.1.11/24"]
+    f = tmp_path / "user-data"
+    f.write_text(user)
+    run([need("cloud-init"), "schema", "--config-file", str(f)])

@@ -114,7 +114,7 @@ def test_three_domains_with_addresses(graph):
     assert macs[f"{prefix}-web01"] == "52:54:00:01:01:0b"
     seeds = {r.inputs["name"]: r.inputs for r in mocks.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
     web02 = seeds[f"{prefix}-web02-seed.iso"]
-    assert "hostname: web02" in web02["userData"] and "fqdn: web02.itcast.cn" in web02["userData"]
+    assert 'hostname: "web02"' in web02["userData"] and 'fqdn: "web02.itcast.cn"' in web02["userData"]
     assert "10.1.1.13/24" in web02["networkConfig"]
     assert "10.1.1.12       mysql01.itcast.cn mysql01" in web02["userData"]
     assert "policy drop" in web02["userData"]
@@ -197,15 +197,17 @@ def test_secrets_only_travel_on_stdin(graph):
 def test_secret_stdin_is_registered_secret(graph):
     """The engine receives every stdin that carries a secret as a secret (encrypted in state)."""
     from components.config import parse_config
-    from components.migration_plan import migration_password
+    from components.migration_plan import secret_values
 
     _, mocks, tier = graph
     mon = mocks.monitor
-    values = [*FAKE_SECRETS.values()]
     raw = read_stack_values(ROOT / "stacks" / "Pulumi.dev.yaml")
-    values.append(migration_password(parse_config({**raw, **FAKE_SECRETS}, set(FAKE_SECRETS))))
-    must = {"db-target-prepare", "db-migrate", *(f"{w}-app-config" for w in ("web01", "web02")),
-            *(f"{w}-keepalived" for w in ("web01", "web02"))}
+    values = [*FAKE_SECRETS.values(), *secret_values(parse_config({**raw, **FAKE_SECRETS}, set(FAKE_SECRETS))).values()]
+    # every migration step that reads stdin reads secrets on it (the plan's contract)
+    must = {n for n, r in mon.requests.items()
+            if r.type == "command:remote:Command" and n.startswith("db-") and mon.raw_input(n, "stdin") is not None}
+    assert must, "no migration step with stdin registered"
+    must |= {*(f"{w}-app-config" for w in ("web01", "web02")), *(f"{w}-keepalived" for w in ("web01", "web02"))}
     seen = set()
     for name, req in mon.requests.items():
         stdin = mon.raw_input(name, "stdin")
