@@ -59,8 +59,6 @@ class RemoteStep(pulumi.ComponentResource):
     ):
         super().__init__("webha:index:RemoteStep", name, None, opts)
         self.step_name = name
-        # Kept for the graph tests: the deployment order is part of the contract.
-        self.after = [getattr(d, "step_name", None) or getattr(d, "_name", "?") for d in depends_on]
         # What this step runs: the tier check re-runs when any step's digest changes.
         self.digest = digest(script + repr(sorted((files or {}).items())))
         path = f"{STEP_DIR}/{name}.{self.digest}.sh"

@@ -201,7 +201,7 @@ def test_01_preview_has_no_side_effects(env, checkout):
     # What a new machine gets: its own salt and secrets, in WEBHA_STATE, never in the checkout.
     committed = (checkout / "stacks" / "Pulumi.local.yaml").read_text()
     assert "encryptionsalt" not in committed and "secure:" not in committed
-    runtime = (STATE / "stacks" / "Pulumi.local.yaml").read_text()
+    runtime = (STATE / "project" / "stacks" / "Pulumi.local.yaml").read_text()
     assert "encryptionsalt" in runtime and "secure:" in runtime
 
 

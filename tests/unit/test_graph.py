@@ -228,3 +228,31 @@ def test_outputs_json_friendly(graph):
     assert out["vip"] == "10.1.1.100" and out["url"] == "http://10.1.1.100/"
     assert out["hosts"] == {"web01": "10.1.1.11", "mysql01": "10.1.1.12", "web02": "10.1.1.13"}
     assert out["vrrp"]["mode"] == "nopreempt" and out["vrrp"]["virtualRouterId"] == 51
+
+
+def test_tier_check_runs_last_and_carries_no_secret(graph):
+    """The post-condition of `up` runs after every keepalived start, on this machine, with the
+    config (no secret) on stdin; its re-run digest of the secrets is registered as a secret."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    req = mon.requests["tier-check"]
+    assert req.type == "command:local:Command"
+    assert {"web01-keepalived", "web02-keepalived", "web02-keepalived-start"} <= mon.deps("tier-check")
+    inputs = {r.name: r.inputs for r in mocks.of_type("command:local:Command")}["tier-check"]
+    assert " -m webha verify --config-json - " in inputs["create"]
+    spec = json.loads(inputs["stdin"])
+    assert spec["vrrp"]["vip"] == "10.1.1.100" and "dbPassword" not in spec
+    assert not [s for s in FAKE_SECRETS.values() if s in json.dumps(inputs, default=str)]
+    env = mon.raw_input("tier-check", "environment")
+    assert is_secret(env["WEBHA_TIER_SECRETS"]) and not is_secret(env["WEBHA_TIER_DIGEST"])
+
+
+def test_keepalived_conf_is_a_visible_file_without_the_password(graph):
+    """A reviewer sees keepalived.conf's changed lines: it is a plain asset; the password is not in it."""
+    _, mocks, _ = graph
+    copies = {r.name: r.inputs for r in mocks.of_type("command:remote:CopyToRemote")}
+    for node in ("web01", "web02"):
+        conf = copies[f"{node}-keepalived-keepalived.conf"]
+        text = conf["source"].text
+        assert "advert_int" in text and "include /etc/keepalived/vrrp-auth.conf" in text
+        assert FAKE_SECRETS["vrrpAuthPass"] not in text
