@@ -131,6 +131,22 @@ def _find(items: list, key: str) -> list:
     return [i for i in items if i[0] == key]
 
 
+INCLUDE = re.compile(r"^(\s*)include\s+(\S+)\s*$", re.M)
+
+
+def read_conf(ex, path: str) -> str:
+    """keepalived.conf with its ``include`` lines replaced by the files they name (the VRRP
+    password lives in an include): what keepalived itself reads. Unreadable = ExecError."""
+    rc, out, err = _run(ex, ["cat", path])
+    if rc != 0:
+        raise ExecError(f"cannot read {path} ({err.strip() or rc})")
+
+    def inline(m: re.Match) -> str:
+        return read_conf(ex, m.group(2))
+
+    return INCLUDE.sub(inline, out)
+
+
 def summarize_conf(text: str) -> dict:
     items = parse_keepalived_conf(text)
     glob = {i[0]: i[1] for g in _find(items, "global_defs") for i in g[2]}
@@ -440,11 +456,9 @@ def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT) -> Split
 
     confs = {}
     for n in nodes:
-        conf = cluster.layouts[n].keepalived_conf
-        rc, out, err = _run(cluster.hosts[n], ["cat", conf])
-        if rc == 0:
-            confs[n] = summarize_conf(out)
-        else:
-            report.findings.append(Finding("config", False, f"{n}: cannot read {conf} ({err.strip() or rc})"))
+        try:
+            confs[n] = summarize_conf(read_conf(cluster.hosts[n], cluster.layouts[n].keepalived_conf))
+        except ExecError as exc:
+            report.findings.append(Finding("config", False, f"{n}: {exc}"))
     report.findings.extend(compare_configs(confs, ips))
     return report
