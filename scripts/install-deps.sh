@@ -8,7 +8,7 @@ log() { printf '[deps] %s\n' "$*"; }
 
 PKGS=(
   # lab / render / migration tiers: the real daemons and checkers
-  keepalived nginx-light nftables iproute2 curl php-cli shellcheck
+  keepalived nginx-light nftables iproute2 curl php-cli php-mysql shellcheck
   mariadb-server mariadb-client procps psmisc
   # render tier: `cloud-init schema` checks the user-data (only the tool: see below)
   cloud-init

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import yaml
@@ -19,3 +20,14 @@ def stack_config(**database) -> StackConfig:
     raw["dbPassword"] = DB_PASSWORD
     raw["vrrpAuthPass"] = "vrrp1234"
     return parse_config(raw, {"dbPassword", "vrrpAuthPass"})
+
+
+@contextlib.contextmanager
+def migrating(lab, cfg: StackConfig):
+    """Run the lab's steps for another stack config (another database, password) for a while."""
+    old = lab.cfg
+    lab.cfg = cfg
+    try:
+        yield lab
+    finally:
+        lab.cfg = old

@@ -217,15 +217,26 @@ def test_rerun_is_idempotent_and_never_drops(migrated):
     lab.state = "changed"
 
 
+def conf_dir_state(srv: MariaDBHost) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(Path(srv.conf_dir).iterdir())}
+
+
 def test_conflicting_target_refused_never_overwritten(fresh_target):
     lab = fresh_target
     lab.tgt.sql("CREATE DATABASE ds_shop; CREATE TABLE ds_shop.legacy (id INT PRIMARY KEY, v TEXT);"
                 "INSERT INTO ds_shop.legacy VALUES (1, 'precious');")
+    conf, pid = conf_dir_state(lab.tgt), lab.tgt.pid()
+    users = lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv")
+    res = lab.run_step(lab.step("db-migrate-credential"))
+    assert res.returncode == 0, str(res)
     res = lab.run_step(lab.step("db-target-prepare"))
     assert res.returncode == 3, str(res)
     assert "refusing" in res.stderr and "did not create" in res.stderr
+    # Refused before anything changed: no drop-in, no restart, no user or role.
+    assert conf_dir_state(lab.tgt) == conf and lab.tgt.pid() == pid
+    assert lab.tgt.value("SELECT @@bind_address") == "127.0.0.1"
+    assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv") == users
     assert lab.tgt.value("SELECT v FROM ds_shop.legacy") == "precious"
-    assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
 
     # Same when the foreign database appears between prepare and migrate.
     lab.tgt.sql("DROP DATABASE ds_shop")
@@ -236,6 +247,9 @@ def test_conflicting_target_refused_never_overwritten(fresh_target):
     assert res.returncode == 3, str(res)
     assert "refusing" in res.stderr
     assert lab.tgt.value("SELECT v FROM ds_shop.legacy") == "precious"
+    # A failed migrate leaves no account behind (db-target-finish never runs after a failure).
+    assert "dropped the migration account" in res.stdout
+    assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
     assert lab.tgt.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='ds_shop'") == "1"
 
     # An EMPTY ds_shop (the course's manual `create database ds_shop`) is adopted.
@@ -366,3 +380,77 @@ def test_migration_survives_compression_setting(fresh_target):
         assert res.returncode == 0, str(res)
     assert fingerprint(lab.tgt) == fingerprint(lab.src)
     lab.state = "migrated"
+
+
+def test_migration_account_is_import_only_and_cannot_become_root(fresh_target, tmp_path):
+    lab = fresh_target
+    prepare(lab)
+    pw = lab.credential()
+    grants = lab.tgt.value("SHOW GRANTS FOR 'webha_migrate'@'10.1.1.11'")
+    assert "SET USER" not in grants and "SUPER" not in grants and "ALL PRIVILEGES" not in grants
+    assert "GRANT OPTION" not in grants and "UPDATE, DELETE" not in grants
+
+    def mig(query: str):
+        return client(lab.lab, "web01", "10.1.1.12", "webha_migrate", pw, query, tmp_path)
+
+    assert mig("SELECT CURRENT_ROLE()").stdout.strip() == "ds_shop_owner"
+    assert mig("CREATE DATABASE ds_shop; CREATE TABLE ds_shop.t (i INT); INSERT INTO ds_shop.t VALUES (1)"
+               ).returncode == 0
+    for query in (
+        "CREATE DEFINER=`root`@`localhost` PROCEDURE ds_shop.p() SELECT 1",
+        "CREATE DEFINER=`root`@`localhost` VIEW ds_shop.v AS SELECT 1",
+        "CREATE DEFINER=`dsshop`@`10.1.1.11` VIEW ds_shop.v AS SELECT 1",
+        "CREATE USER x@'%'", "GRANT SELECT ON ds_shop.* TO dsshop@'10.1.1.13'",
+        "SELECT * FROM mysql.user", "CREATE DATABASE other", "DELETE FROM webha_meta.migration",
+        "SET ROLE NONE; SET ROLE ds_shop_owner; DROP USER dsshop@'10.1.1.13'",
+    ):
+        res = mig(query)
+        assert res.returncode != 0 and "denied" in res.stderr, (query, res.stderr)
+    # A killed run leaves the account; the next prepare replaces it (new password, old one useless).
+    lab.tgt.sql("DROP DATABASE ds_shop")
+    prepare(lab)
+    assert lab.credential() != pw
+    res = mig("SELECT 1")
+    assert res.returncode != 0 and "ERROR 1045" in res.stderr
+    assert lab.run_step(lab.step("db-target-finish")).returncode == 1  # not migrated: says so
+    assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
+
+
+def _commit_latencies(lab, stop: threading.Event) -> tuple[subprocess.Popen, list[float]]:
+    """A shop client on web01 committing a row every 20 ms; returns each commit's duration."""
+    loop = ("while :; do s=$(date +%s.%N); mariadb --socket=" + lab.src.socket + " -uroot -e "
+            "\"INSERT INTO ds_shop.stock_log (goods_id, delta, reason, created_at) VALUES (1, 1, 'lat', NOW())\";"
+            " e=$(date +%s.%N); echo \"$s $e\"; sleep 0.02; done")
+    return lab.lab.popen(lab.source, ["bash", "-c", loop], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+
+
+def test_long_query_on_the_source_neither_stalls_the_shop_nor_the_copy(fresh_target):
+    """A 25 s report query runs on the source during the copy. FLUSH TABLES WITH READ LOCK would
+    wait for it and freeze every commit meanwhile; the commit block must neither wait for it nor
+    outlive the start of the dump's snapshot (released without reading any log text)."""
+    lab = fresh_target
+    prepare(lab)
+    long_query = lab.lab.popen(lab.source, ["mariadb", f"--socket={lab.src.socket}", "-uroot", "-e",
+                                            "SELECT SLEEP(25) FROM ds_shop.goods LIMIT 1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    writer = _commit_latencies(lab, threading.Event())
+    try:
+        time.sleep(1.0)
+        res = lab.run_step(lab.step("db-migrate"))
+        time.sleep(0.5)
+    finally:
+        for proc in (writer, long_query):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert res.returncode == 0, str(res)
+    assert res.seconds < 20, f"the copy waited for the long query: {res.seconds:.1f}s"
+    spans = [tuple(map(float, line.split())) for line in writer.stdout.read().splitlines()
+             if len(line.split()) == 2]
+    during = [e - s for s, e in spans]
+    assert len(during) > 20, during
+    # Each commit is a new client process (~10-50 ms); a commit held behind the block for the
+    # whole copy would take the copy's duration.
+    assert max(during) < 1.0, f"a commit waited {max(during):.2f}s (copy took {res.seconds:.1f}s)"
+    assert lab.run_step(lab.step("db-target-finish")).returncode == 0
+    lab.state = "migrated-snapshot"
