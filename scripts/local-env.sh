@@ -10,17 +10,19 @@ export WEBHA_ROOT
 export WEBHA_CACHE=${WEBHA_CACHE:-$HOME/.cache/webha}
 WEBHA_VAR=${WEBHA_VAR:-/var/lib/webha}
 mkdir -p "$WEBHA_CACHE"
-elog() { printf '[local-env %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# Everything this file prints goes to stderr: stdout is the pulumi command's own (e.g.
+# `pulumi-local.sh stack output --json` must print JSON only).
+elog() { printf '[local-env %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-"$WEBHA_ROOT/scripts/install-deps.sh"
+"$WEBHA_ROOT/scripts/install-deps.sh" >&2
 elog "toolchain"
-"$WEBHA_ROOT/scripts/setup-toolchain.sh"
+"$WEBHA_ROOT/scripts/setup-toolchain.sh" >&2
 # shellcheck source=/dev/null
 source "$WEBHA_CACHE/toolchain.env"
 elog "libvirtd"
-"$WEBHA_ROOT/scripts/libvirt-up.sh"
+"$WEBHA_ROOT/scripts/libvirt-up.sh" >&2
 elog "guest image"
-"$WEBHA_ROOT/scripts/build-image.sh"
+"$WEBHA_ROOT/scripts/build-image.sh" >&2
 
 # The stack reads the image and key from fixed paths (stacks/Pulumi.local.yaml); QEMU runs as
 # libvirt-qemu, so they live outside root's home. Hard links: no 1 GB copy.
@@ -79,7 +81,7 @@ lpulumi() {
 ensure_local_stack() {
   WEBHA_STACK_CONFIG=$(stack_config local)
   export WEBHA_STACK_CONFIG
-  (cd "$WEBHA_STATE/project" && { pulumi stack select local 2>/dev/null || pulumi stack init local; })
+  (cd "$WEBHA_STATE/project" && { pulumi stack select local 2>/dev/null || pulumi stack init local; }) >&2
   for key in dbPassword vrrpAuthPass; do
     if ! lpulumi config get "$key" >/dev/null 2>&1; then
       elog "generating secret $key"
@@ -87,7 +89,7 @@ ensure_local_stack() {
       [ "$key" = vrrpAuthPass ] && len=8
       # The value goes in on stdin: never on a command line.
       head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$len" |
-        lpulumi config set --secret "$key"
+        lpulumi config set --secret "$key" >&2
     fi
   done
 }
