@@ -4,14 +4,17 @@ namespaces, as in tests/migration). Prints the figures; docs/migration.md record
 
     sudo .venv/bin/python bench/migration.py --mb 200 --runs 3
 
-Each run starts from a fresh target (new datadir + the target-prepare step, not timed) and the
-two contenders alternate, so drift (page cache, disk) hits both alike.
+Each run starts from a fresh target (new datadir + the db-migrate-credential and target-prepare
+steps, not timed) and the two contenders alternate, so drift (page cache, disk) hits both alike.
+The bare pipe runs as its own account with the old migration user's rights (ALL on ds_shop.*,
+SET USER: the dump's DEFINER=root clauses need it), password in a 0600 option file.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -21,17 +24,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.migration_plan import migration_password  # noqa: E402
 from tests.migration.helpers import stack_config  # noqa: E402
 from webha import shopdata  # noqa: E402
 from webha.mariadb_lab import MigrationLab  # noqa: E402
 
 
-def fresh_prepared_target(lab: MigrationLab) -> None:
+PIPE_USER = "bench_pipe"
+
+
+def fresh_prepared_target(lab: MigrationLab, pipe_password: str) -> None:
     lab.tgt.init().start()
-    res = lab.run_step(lab.step("db-target-prepare"))
-    if res.returncode != 0:
-        raise SystemExit(str(res))
+    for name in ("db-migrate-credential", "db-target-prepare"):
+        res = lab.run_step(lab.step(name))
+        if res.returncode != 0:
+            raise SystemExit(str(res))
+    lab.tgt.sql(f"CREATE USER {PIPE_USER}@'10.1.1.11' IDENTIFIED BY '{pipe_password}';"
+                f"GRANT ALL ON ds_shop.* TO {PIPE_USER}@'10.1.1.11';"
+                f"GRANT SET USER ON *.* TO {PIPE_USER}@'10.1.1.11';")
 
 
 def bare_pipe(lab: MigrationLab, cnf: Path) -> float:
@@ -77,16 +86,17 @@ def main() -> int:
         print(f"source ds_shop: --rows {rows}, {size} MiB on disk, ~{nrows} rows "
               f"(seeded in {time.monotonic() - t0:.0f}s); {os.cpu_count()} CPUs", flush=True)
         cnf = base / "bench-client.cnf"
+        pipe_password = secrets.token_hex(16)
         old = os.umask(0o077)
-        cnf.write_text(f"[client]\nuser=webha_migrate\npassword={migration_password(cfg)}\n"
+        cnf.write_text(f"[client]\nuser={PIPE_USER}\npassword={pipe_password}\n"
                        "host=10.1.1.12\nport=3306\nprotocol=tcp\nmax-allowed-packet=256M\n")
         os.umask(old)
 
         pipe_t, mig_t = [], []
         for i in range(args.runs):
-            fresh_prepared_target(lab)
+            fresh_prepared_target(lab, pipe_password)
             pipe_t.append(bare_pipe(lab, cnf))
-            fresh_prepared_target(lab)
+            fresh_prepared_target(lab, pipe_password)
             mig_t.append(migrate(lab))
             print(f"run {i + 1}: bare pipe {pipe_t[-1]:.1f}s, db-migrate (copy + verify) "
                   f"{mig_t[-1]:.1f}s", flush=True)
@@ -96,7 +106,7 @@ def main() -> int:
         if args.variants:
             for name, settings in (("compress=True", {"compress": True}),
                                    ("no_autocommit=True", {"no_autocommit": True})):
-                fresh_prepared_target(lab)
+                fresh_prepared_target(lab, pipe_password)
                 print(f"variant {name}: db-migrate {migrate(lab, **settings):.1f}s", flush=True)
         return 0
     finally:
