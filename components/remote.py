@@ -57,7 +57,11 @@ class RemoteStep(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
-        super().__init__("webha:index:RemoteStep", name, None, opts)
+        # The step's script and files (never secret: secrets travel on stdin) are the component's
+        # inputs: `pulumi preview --diff` shows their changed lines. The copies' assets would not
+        # (the engine elides the text of assets in diffs).
+        super().__init__("webha:index:RemoteStep", name,
+                         {"script": script, "files": dict(sorted((files or {}).items()))}, opts)
         self.step_name = name
         # What this step runs: the tier check re-runs when any step's digest changes.
         self.digest = digest(script + repr(sorted((files or {}).items())))
