@@ -416,8 +416,8 @@ def test_migration_account_is_import_only_and_cannot_become_root(fresh_target, t
     assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
 
 
-def _commit_latencies(lab, stop: threading.Event) -> tuple[subprocess.Popen, list[float]]:
-    """A shop client on web01 committing a row every 20 ms; returns each commit's duration."""
+def _commit_latencies(lab) -> subprocess.Popen:
+    """A shop client on web01 committing a row every 20 ms; prints each commit's start and end."""
     loop = ("while :; do s=$(date +%s.%N); mariadb --socket=" + lab.src.socket + " -uroot -e "
             "\"INSERT INTO ds_shop.stock_log (goods_id, delta, reason, created_at) VALUES (1, 1, 'lat', NOW())\";"
             " e=$(date +%s.%N); echo \"$s $e\"; sleep 0.02; done")
@@ -426,21 +426,24 @@ def _commit_latencies(lab, stop: threading.Event) -> tuple[subprocess.Popen, lis
 
 
 def test_long_query_on_the_source_neither_stalls_the_shop_nor_the_copy(fresh_target):
-    """A 25 s report query runs on the source during the copy. FLUSH TABLES WITH READ LOCK would
-    wait for it and freeze every commit meanwhile; the commit block must neither wait for it nor
-    outlive the start of the dump's snapshot (released without reading any log text)."""
+    """A 25 s batch UPDATE and a 25 s report query run on the source during the copy. FLUSH
+    TABLES WITH READ LOCK would wait for the writing statement and freeze every other commit
+    meanwhile (MariaDB 10.11's FTWRL no longer waits for a plain SELECT); the commit block must
+    neither wait for either nor outlive the start of the dump's snapshot (released without
+    reading any log text)."""
     lab = fresh_target
     prepare(lab)
-    long_query = lab.lab.popen(lab.source, ["mariadb", f"--socket={lab.src.socket}", "-uroot", "-e",
-                                            "SELECT SLEEP(25) FROM ds_shop.goods LIMIT 1"],
+    long_ones = [lab.lab.popen(lab.source, ["mariadb", f"--socket={lab.src.socket}", "-uroot", "-e", q],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    writer = _commit_latencies(lab, threading.Event())
+                 for q in ("UPDATE ds_shop.goods SET stock = stock WHERE id = 1 AND SLEEP(25) = 0",
+                           "SELECT SLEEP(25) FROM ds_shop.users LIMIT 1")]
+    writer = _commit_latencies(lab)
     try:
         time.sleep(1.0)
         res = lab.run_step(lab.step("db-migrate"))
         time.sleep(0.5)
     finally:
-        for proc in (writer, long_query):
+        for proc in (writer, *long_ones):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert res.returncode == 0, str(res)
