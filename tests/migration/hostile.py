@@ -185,6 +185,9 @@ MUTATIONS = [
              "UPDATE `blobs` SET `data` = INSERT(`data`, 700001, 1, "
              "UNHEX(LPAD(HEX(ASCII(SUBSTRING(`data`, 700001, 1)) ^ 1), 2, '0'))) WHERE `id` = 2",
              "differs: table `blobs`"),
+    Mutation("one byte of a short column",
+             "UPDATE `order line` SET `c` = 'z4' WHERE `id` = 200 AND `c` = 'y4'",
+             "differs: table `order line`"),
     Mutation("column-boundary shift",
              "UPDATE `order line` SET `a``b` = 'a', `c` = 'bc' WHERE `id` = 100",
              "differs: table `order line`"),
