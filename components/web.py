@@ -64,8 +64,9 @@ class WebNode(pulumi.ComponentResource):
 
 
 class HaPair(pulumi.ComponentResource):
-    """keepalived on every web node: configs (and reloads) backups first, the preferred node last;
-    the first start (and the rejoin after a changed VRRP instance) the other way round.
+    """keepalived on every web node: quiesce (all nodes), configs and reloads backups first, the
+    preferred node last; the first start the other way round, and the rejoin after a changed
+    VRRP instance.
 
     keepalived.conf is a visible file (its changed lines show in ``pulumi preview --diff``); only
     the VRRP password travels as a secret, on stdin, into a 0600 file the config includes.
@@ -89,7 +90,22 @@ class HaPair(pulumi.ComponentResource):
         else:
             auth_file = pulumi.Output.secret("")
         nodes = vrrp_nodes(cfg)
-        preferred = nodes[0].name
+        # Before any config is applied: a node that would run a changed VRRP instance next to a
+        # holder still running the old one stops (keepalived-quiesce.sh.j2).
+        self.quiesce: dict[str, RemoteStep] = {}
+        for node in nodes:
+            ctx = keepalived_context(cfg, node.name)
+            step = f"{node.name}-keepalived-quiesce"
+            self.quiesce[node.name] = RemoteStep(
+                step,
+                conns[node.name],
+                render("scripts/keepalived-quiesce.sh.j2", **ctx, staging=staging_dir(step)),
+                stdin=auth_file,
+                files={"keepalived.conf": render("keepalived/keepalived.conf.j2", **ctx)},
+                depends_on=list(depends_on),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        previous = [*depends_on, *self.quiesce.values()]
 
         for node in reversed(nodes):  # lowest priority first
             ctx = keepalived_context(cfg, node.name)
@@ -97,8 +113,7 @@ class HaPair(pulumi.ComponentResource):
             self.steps[node.name] = RemoteStep(
                 step,
                 conns[node.name],
-                render("scripts/keepalived-apply.sh.j2", **ctx, staging=staging_dir(step),
-                       rollout_last=node.name == preferred),
+                render("scripts/keepalived-apply.sh.j2", **ctx, staging=staging_dir(step)),
                 stdin=auth_file,
                 files={
                     base: render(f"keepalived/{base}.j2", **ctx)
@@ -108,7 +123,7 @@ class HaPair(pulumi.ComponentResource):
                 depends_on=previous,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            previous = [*depends_on, self.steps[node.name]]
+            previous = [*depends_on, *self.quiesce.values(), self.steps[node.name]]
         # Start, preferred node first (see keepalived-start.sh.j2). Its text names the instance
         # and its stdin carries the password, so a changed instance re-runs it; nothing else does.
         self.starts: dict[str, RemoteStep] = {}
@@ -119,8 +134,7 @@ class HaPair(pulumi.ComponentResource):
                 conns[node.name],
                 render("scripts/keepalived-start.sh.j2", **ctx,
                        expect_state="MASTER" if i == 0 else "BACKUP",
-                       instance_id=f"virtual_router_id {cfg.vrrp.virtual_router_id}, "
-                                   f"VRRPv{cfg.vrrp.version}, auth {cfg.vrrp.auth_type}"),
+                       instance_id=instance_id(cfg)),
                 stdin=auth_file,
                 depends_on=previous,
                 opts=pulumi.ResourceOptions(parent=self),
@@ -128,6 +142,15 @@ class HaPair(pulumi.ComponentResource):
             previous = [*depends_on, *self.steps.values(), self.starts[node.name]]
         self.last: list[pulumi.Resource] = previous
         self.register_outputs({})
+
+
+def instance_id(cfg: StackConfig) -> str:
+    """What makes the nodes one VRRP instance, less the password (keepalived-identity.sh.j2)."""
+    v = cfg.vrrp
+    ident = f"virtual_router_id {v.virtual_router_id}, VRRPv{v.version}, auth {v.auth_type}"
+    if v.version == 2:  # keepalived drops v2 adverts of another interval
+        ident += f", advert_int {format(v.advert_int.normalize(), 'f')}"
+    return ident
 
 
 # The non-secret files of keepalived on a web node, each from templates/keepalived/<name>.j2.

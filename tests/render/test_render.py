@@ -216,14 +216,16 @@ def test_scripts(stack, family, cfg, tmp_path):
                 "scripts/web-install.sh.j2": {**ctx, "staging": "/var/lib/webha/staging/x"},
                 "scripts/web-remove.sh.j2": ctx,
                 "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip)},
-                "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y",
-                                                   "rollout_last": host.name == "web01"},
+                "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y"},
+                "scripts/keepalived-quiesce.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/q"},
                 "scripts/keepalived-remove.sh.j2": kctx,
                 "scripts/keepalived-start.sh.j2": {**kctx, "expect_state": "MASTER",
                                                    "instance_id": "virtual_router_id 51"},
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
+        if host.role == "web":  # included by quiesce and apply; checked there, counted here
+            r("scripts/keepalived-identity.sh.j2")
 
 
 @pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)

@@ -261,3 +261,12 @@ def test_keepalived_conf_is_a_visible_file_without_the_password(graph):
         assert isinstance(text, str) and "advert_int" in text
         assert "include /etc/keepalived/vrrp-auth.conf" in text
         assert not [s for s in FAKE_SECRETS.values() if s in json.dumps(files)]
+
+
+def test_quiesce_runs_on_every_node_before_any_keepalived_config(graph):
+    """A changed VRRP instance: every non-holder stops before any node reloads into it."""
+    _, mocks, _ = graph
+    mon = mocks.monitor
+    for apply in ("web01-keepalived", "web02-keepalived"):
+        assert {"web01-keepalived-quiesce", "web02-keepalived-quiesce"} <= mon.command_deps(apply), apply
+    assert is_secret(mon.raw_input("web01-keepalived-quiesce", "stdin"))
