@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -173,11 +174,17 @@ class Poller:
             [sys.executable, "-m", "webha.poller", URL, "--rate", str(rate), "--timeout", str(timeout),
              "--duration", str(duration)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        self.lines: list[str] = []
+        # Read all along: a full pipe would stall the poller's requests.
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
 
     def stop(self) -> list[dict]:
-        self.proc.stdin.close()
-        out, _ = self.proc.communicate(timeout=30)
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        self.proc.stdin.close()  # the poller stops at stdin EOF
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        records = [json.loads(line) for line in self.lines if line.startswith("{")]
+        return [r for r in records if "t" in r]  # not the start/stop lines
 
 
 def stream(checkout) -> HolderStream:
