@@ -60,11 +60,11 @@ class RemoteStep(pulumi.ComponentResource):
         # The step's script and files (never secret: secrets travel on stdin) are the component's
         # inputs: `pulumi preview --diff` shows their changed lines. The copies' assets would not
         # (the engine elides the text of assets in diffs).
-        super().__init__("webha:index:RemoteStep", name,
-                         {"script": script, "files": dict(sorted((files or {}).items()))}, opts)
+        ordered = sorted((files or {}).items())
+        super().__init__("webha:index:RemoteStep", name, {"script": script, "files": dict(ordered)}, opts)
         self.step_name = name
         # What this step runs: the tier check re-runs when any step's digest changes.
-        self.digest = digest(script + repr(sorted((files or {}).items())))
+        self.digest = digest(script + repr(ordered))
         path = f"{STEP_DIR}/{name}.{self.digest}.sh"
 
         def copy(suffix: str, content: str, remote_path: str) -> remote.CopyToRemote:
@@ -78,7 +78,7 @@ class RemoteStep(pulumi.ComponentResource):
             )
 
         copies = [copy("script", script, path)]
-        for fname, content in sorted((files or {}).items()):
+        for fname, content in ordered:
             copies.append(copy(fname, content, f"{staging_dir(name)}/{fname}"))
         delete_cmd = None
         if delete_script is not None:

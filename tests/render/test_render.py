@@ -224,8 +224,9 @@ def test_scripts(stack, family, cfg, tmp_path):
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
-        if host.role == "web":  # included by quiesce and apply; checked there, counted here
+        if host.role == "web":  # included by quiesce, apply, start; checked there, counted here
             r("scripts/keepalived-identity.sh.j2")
+            r("keepalived/holds-vip.sh.j2", **kctx)
 
 
 @pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
