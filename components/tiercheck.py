@@ -31,8 +31,23 @@ SECRET_FIELDS = {"db_password", "vrrp_auth_pass"}
 
 
 def check_spec(cfg: StackConfig) -> str:
-    """The stack config as the check reads it: JSON, secrets left out (the check needs none)."""
-    return json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS), sort_keys=True)
+    """The stack config as the check reads it: JSON, secrets left out (the check needs none).
+
+    The multi-hypervisor fields are left out while they hold their defaults: the spec is the
+    check's stdin, so a single-hypervisor stack keeps the very input it had before they existed
+    (its no-op `up` stays a no-op)."""
+    data = cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS)
+    for key in ("hypervisors", "allowSameHypervisor"):
+        if not data[key]:
+            del data[key]
+    if "hypervisors" in data:
+        del data["libvirt"]["uri"]  # unused (and refused) next to hypervisors
+    if data["network"]["bridge"] is None:
+        del data["network"]["bridge"]
+    for host in data["hosts"]:
+        if host["hypervisor"] is None:
+            del host["hypervisor"]
+    return json.dumps(data, sort_keys=True)
 
 
 def known_hosts_path(cfg: StackConfig, stack: str, domain_ids: Sequence[str]) -> str:

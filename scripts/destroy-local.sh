@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Remove everything the `local` stack made (VMs, volumes, network). Extra args go to `pulumi destroy`.
+# Remove everything the `local` stack (or WEBHA_STACK) made (VMs, volumes, network). Extra args go to `pulumi destroy`.
 set -euo pipefail
 # shellcheck source=scripts/local-env.sh
 source "$(dirname "$0")/local-env.sh"
@@ -13,4 +13,4 @@ for ip in $ips; do
   ssh-keygen -R "$ip" >/dev/null 2>&1 || true
 done
 # ...and the tier check's known_hosts for these guests (components/tiercheck.py).
-rm -f "$WEBHA_VAR"/ssh/known_hosts.local.*
+rm -f "$WEBHA_VAR/ssh/known_hosts.$WEBHA_STACK".*

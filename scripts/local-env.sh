@@ -66,22 +66,33 @@ stack_config() {
   printf '%s\n' "$project/stacks/Pulumi.$1.yaml"
 }
 
-# lpulumi ARGS: `pulumi` in the project for the `local` stack, with this machine's stack file
+# The stack the scripts run: `local` unless WEBHA_STACK names another committed stack file of this
+# machine (`twohv`: the two-hypervisor stack).
+export WEBHA_STACK=${WEBHA_STACK:-local}
+[[ $WEBHA_STACK =~ ^[a-z0-9-]{1,32}$ ]] && [ -f "$WEBHA_ROOT/stacks/Pulumi.$WEBHA_STACK.yaml" ] || {
+  elog "WEBHA_STACK=$WEBHA_STACK: no stacks/Pulumi.$WEBHA_STACK.yaml"; exit 1; }
+
+# lpulumi ARGS: `pulumi` in the project for the stack, with this machine's stack file
 # (the commands that read config take --config-file; the others do not know the flag).
 lpulumi() {
   local sub=$1
   case "$sub" in
     up|preview|destroy|refresh|config|import)
-      (cd "$WEBHA_ROOT" && pulumi "$@" --stack local --config-file "$WEBHA_STACK_CONFIG") ;;
-    *) (cd "$WEBHA_ROOT" && pulumi "$@" --stack local) ;;
+      (cd "$WEBHA_ROOT" && pulumi "$@" --stack "$WEBHA_STACK" --config-file "$WEBHA_STACK_CONFIG") ;;
+    *) (cd "$WEBHA_ROOT" && pulumi "$@" --stack "$WEBHA_STACK") ;;
   esac
 }
 
-# ensure_local_stack: select (or create) the `local` stack and give it secrets once.
+# ensure_local_stack: select (or create) the stack and give it secrets once.
 ensure_local_stack() {
-  WEBHA_STACK_CONFIG=$(stack_config local)
+  # A stack that names hypervisors runs on this machine's extra libvirtds: start them.
+  if grep -q '^  webha:hypervisors:' "$WEBHA_ROOT/stacks/Pulumi.$WEBHA_STACK.yaml"; then
+    elog "extra hypervisors"
+    "$WEBHA_ROOT/scripts/hypervisors-up.sh" >&2
+  fi
+  WEBHA_STACK_CONFIG=$(stack_config "$WEBHA_STACK")
   export WEBHA_STACK_CONFIG
-  (cd "$WEBHA_STATE/project" && { pulumi stack select local 2>/dev/null || pulumi stack init local; }) >&2
+  (cd "$WEBHA_STATE/project" && { pulumi stack select "$WEBHA_STACK" 2>/dev/null || pulumi stack init "$WEBHA_STACK"; }) >&2
   for key in dbPassword vrrpAuthPass; do
     if ! lpulumi config get "$key" >/dev/null 2>&1; then
       elog "generating secret $key"

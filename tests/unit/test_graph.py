@@ -75,12 +75,12 @@ def is_secret(value) -> bool:
     return isinstance(value, dict) and value.get(SPECIAL_SIG_KEY) == SECRET_SIG
 
 
-@pytest.fixture(scope="module", params=["dev", "local"])
-def graph(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("graph")
+def build_graph(stack: str, tmp, raw: dict | None = None):
+    """Run the program under mocks for ``stack`` (or ``raw`` config values); returns (mocks, tier)
+    with ``mocks.monitor`` holding the engine's view."""
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{request.param}.yaml")
+    raw = raw or read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
     raw["ssh"]["privateKeyPath"] = str(key)
     # The image files are checked at preview when libvirt is local: stand-ins that exist.
     for field in ("source", "kernel", "initrd"):
@@ -92,7 +92,7 @@ def graph(request, tmp_path_factory):
     pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in FAKE_SECRETS])
     mocks = Recorder()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="webha", stack=request.param, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="webha", stack=stack, preview=False, monitor=monitor)
     from components.program import build
 
     tier = build()
@@ -103,6 +103,12 @@ def graph(request, tmp_path_factory):
 
     settle()
     mocks.monitor = monitor
+    return mocks, tier
+
+
+@pytest.fixture(scope="module", params=["dev", "local"])
+def graph(request, tmp_path_factory):
+    mocks, tier = build_graph(request.param, tmp_path_factory.mktemp("graph"))
     return request.param, mocks, tier
 
 
