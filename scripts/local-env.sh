@@ -34,6 +34,17 @@ for f in debian12.qcow2 vmlinuz initrd.img; do
   fi
   chmod 0644 "$WEBHA_VAR/images/debian12/$f"
 done
+# A stack that boots the cloud image (kernel and GRUB inside the disk): build and link it too.
+if grep -q 'images/debian12-cloud/' "$WEBHA_ROOT/stacks/Pulumi.${WEBHA_STACK:-local}.yaml" 2>/dev/null; then
+  elog "cloud image"
+  cloud=$("$WEBHA_ROOT/scripts/build-cloud-image.sh")
+  install -d -m 0755 "$WEBHA_VAR/images/debian12-cloud"
+  if ! [ "$cloud/debian12-cloud.qcow2" -ef "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2" ]; then
+    ln -f "$cloud/debian12-cloud.qcow2" "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2" 2>/dev/null ||
+      cp -f "$cloud/debian12-cloud.qcow2" "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2"
+  fi
+  chmod 0644 "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2"
+fi
 install -d -m 0700 "$WEBHA_VAR/ssh"
 [ -f "$WEBHA_VAR/ssh/id_ed25519" ] ||
   ssh-keygen -q -t ed25519 -N "" -C "webha-local" -f "$WEBHA_VAR/ssh/id_ed25519"
@@ -69,8 +80,9 @@ stack_config() {
 # The stack the scripts run: `local` unless WEBHA_STACK names another committed stack file of this
 # machine (`twohv`: the two-hypervisor stack).
 export WEBHA_STACK=${WEBHA_STACK:-local}
-[[ $WEBHA_STACK =~ ^[a-z0-9-]{1,32}$ ]] && [ -f "$WEBHA_ROOT/stacks/Pulumi.$WEBHA_STACK.yaml" ] || {
-  elog "WEBHA_STACK=$WEBHA_STACK: no stacks/Pulumi.$WEBHA_STACK.yaml"; exit 1; }
+if ! [[ $WEBHA_STACK =~ ^[a-z0-9-]{1,32}$ ]] || ! [ -f "$WEBHA_ROOT/stacks/Pulumi.$WEBHA_STACK.yaml" ]; then
+  elog "WEBHA_STACK=$WEBHA_STACK: no stacks/Pulumi.$WEBHA_STACK.yaml"; exit 1
+fi
 
 # lpulumi ARGS: `pulumi` in the project for the stack, with this machine's stack file
 # (the commands that read config take --config-file; the others do not know the flag).
