@@ -15,6 +15,12 @@
 set -euo pipefail
 
 main() {
+# Its own mount namespace with private propagation: the image's mounts (and the /dev, /proc, /sys
+# binds of the chroot) must not propagate to peer namespaces, where they would keep the
+# filesystem mounted after our umount and leave it needing journal recovery in the image.
+if [ -z "${WEBHA_CLOUD_IMAGE_NS:-}" ]; then
+  exec env WEBHA_CLOUD_IMAGE_NS=1 unshare -m --propagation private "${BASH_SOURCE[0]}" "$@"
+fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${WEBHA_CACHE:-$HOME/.cache/webha}
 IMAGES="$CACHE/images"
@@ -113,6 +119,9 @@ chroot "$MNT" apt-get -qq clean
 rm -rf "$MNT"/var/lib/apt/lists/*
 : >"$MNT/etc/resolv.conf"
 awk -v m="$MNT" 'index($2, m) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount "$m"; done
+if dumpe2fs -h "$FSLOOP" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery'; then
+  die "the root filesystem was not cleanly unmounted (needs_recovery): not publishing it"
+fi
 losetup -d "$LOOP" "$FSLOOP"
 LOOP='' FSLOOP=''
 

@@ -75,6 +75,21 @@ def test_1_deploy_from_fresh_state(env, checkout):  # noqa: F811
     assert sum(c.startswith("qemu-system") for c in comms) == 1, comms
 
 
+def test_1b_booted_from_the_cloud_image(env):
+    """No kernel/initrd in the domain: GRUB on the disk booted the kernel on the disk, and
+    cloud-init grew the 4 GiB root partition and filesystem to the 5 GiB volume."""
+    xml = sh(["virsh", "-c", URIS["hv2"], "dumpxml", f"{PREFIX}-web02"], env).stdout
+    assert "<kernel>" not in xml and "<initrd>" not in xml, xml
+    ssh = ["ssh", "-i", "/var/lib/webha/ssh/id_ed25519", "-o", "BatchMode=yes", "-o",
+           "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10", "root@10.1.2.13"]
+    out = sh([*ssh, "cat /proc/cmdline; df -B1 --output=size / | tail -1; lsblk -bno SIZE /dev/vda1; "
+              "systemd-analyze || true"], env, timeout=120).stdout.splitlines()
+    assert out[0].startswith("BOOT_IMAGE=/boot/vmlinuz-") and "root=UUID=" in out[0], out
+    fs, part = int(out[1]), int(out[2])
+    assert part > 4.5 * 1024**3 and fs > 4.4 * 1024**3, out  # grown from 4 GiB
+    REPORT["boot"] = out[3:]
+
+
 def test_2_hypervisor_loss_drill(env, checkout):  # noqa: F811
     res = sh([sys.executable, "-m", "webha", "drill", "--target", "ssh", "--stack", "stacks/Pulumi.twohv.yaml",
               "--scenario", "hypervisor-loss", "--rate", "10", "--observe", "15"],
