@@ -64,7 +64,8 @@ def test_1_deploy_from_fresh_state(env, checkout):  # noqa: F811
     t0 = time.monotonic()
     res = sh(["scripts/up-local.sh"], env, cwd=checkout, timeout=3600)
     REPORT.update(deploy_s=round(time.monotonic() - t0, 1), deploy_load=load())
-    out = json.loads(res.stdout[res.stdout.index("{"):])
+    # the last thing up-local.sh prints is `pulumi stack output --json` (a "{" line of its own)
+    out = json.loads(res.stdout[res.stdout.rindex("\n{\n") + 1:])
     assert out["hosts"] == {"web01": "10.1.2.11", "mysql01": "10.1.2.12", "web02": "10.1.2.13"}
     # each guest on the hypervisor the stack names, and nowhere else
     assert domains(env, "hv1", "--state-running") == [f"{PREFIX}-mysql01", f"{PREFIX}-web01"]
