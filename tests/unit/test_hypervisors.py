@@ -243,3 +243,16 @@ def test_tier_check_input_unchanged_for_single_hypervisor_stacks():
     from webha.stackfile import config_from_dump
 
     assert config_from_dump(two).hypervisor_of(config_from_dump(two).host("web02")).name == "hv2"
+
+
+def test_drill_takes_away_only_this_machines_hypervisors():
+    """The hypervisor-loss drill kills QEMU processes: only in the namespaces of
+    scripts/hypervisors-up.sh's hypervisors, never for a stack with a remote (or the main) one."""
+    from webha.testbed.hypervisors import local_hypervisors
+
+    assert local_hypervisors(parse(TWOHV)) == {"hv1": "hv1", "hv2": "hv2"}
+    assert local_hypervisors(parse(read_stack_values(ROOT / "stacks" / "Pulumi.local.yaml"))) == {}
+    remote = {**TWOHV["hypervisors"], "hv2": {"uri": "qemu+ssh://root@hv2.example/system"}}
+    assert local_hypervisors(parse(twohv(hypervisors=remote))) == {}
+    odd = {**TWOHV["hypervisors"], "hv2": {"uri": "qemu+unix:///system?socket=/run/webha-hv2/x/libvirt-sock"}}
+    assert local_hypervisors(parse(twohv(hypervisors=odd))) == {}
