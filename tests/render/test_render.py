@@ -231,6 +231,11 @@ def test_scripts(stack, family, cfg, tmp_path):
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
+        # each guest runs only its role's services (the e2e tier checks them on the VMs)
+        stops = [l for l in r("scripts/host-prep.sh.j2", **ctx).splitlines() if l.startswith("stop_unused ")]
+        want = {"web01": [], "web02": ["stop_unused mariadb.service"],
+                "mysql01": ["stop_unused nginx.service 'php*-fpm.service' keepalived.service"]}
+        assert stops == want[host.name], (host.name, stops)
         if host.role == "web":  # included by quiesce, apply, start; checked there, counted here
             r("scripts/keepalived-identity.sh.j2")
             r("keepalived/holds-vip.sh.j2", **kctx)
