@@ -44,7 +44,8 @@ class HostKey(pulumi.ComponentResource):
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("webha:index:HostKey", name, None, opts)
-        script = render("scripts/host-key-install.sh.j2", **host_context(cfg, host), public_key=public_key)
+        script = render("scripts/host-key-install.sh.j2", **host_context(cfg, host),
+                        public_key=public_key, ssh_port=cfg.ssh.port)
         self.command = local.Command(
             name,
             create=shlex.join([

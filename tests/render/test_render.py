@@ -216,7 +216,8 @@ def test_scripts(stack, family, cfg, tmp_path):
     for host in cfg.hosts:
         ctx = host_context(cfg, host)
         scripts = {"scripts/host-prep.sh.j2": ctx,
-                   "scripts/host-key-install.sh.j2": {**ctx, "public_key": "ssh-ed25519 AAAA'$x y"}}
+                   "scripts/host-key-install.sh.j2": {**ctx, "public_key": "ssh-ed25519 AAAA'$x y",
+                                                      "ssh_port": cfg.ssh.port}}
         if host.role == "web":
             kctx = keepalived_context(cfg, host.name)
             scripts.update({
