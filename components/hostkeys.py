@@ -48,6 +48,15 @@ def public_key(private_openssh: str) -> str:
     ).decode()
 
 
+def fingerprint(public: str) -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint of a public key line (what ``ssh`` prints)."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
 def known_hosts_lines(hosts: Iterable[tuple[Iterable[str], str]]) -> str:
     """known_hosts text: one line per (names, public key); names are IPs and/or host names."""
     out = []

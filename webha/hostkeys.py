@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.hostkeys import HostKeyError, generate, known_hosts_lines, public_key, stack_known_hosts
+from components.hostkeys import (HostKeyError, fingerprint, generate, known_hosts_lines, public_key,
+                                stack_known_hosts)
 
 from .executor import ExecError, SshExecutor
 
@@ -53,19 +54,22 @@ def _run_pinned(args, pins: list[str], argv: list[str], stdin: str | None, deadl
         kh = Path(tmp) / "known_hosts"
         kh.write_text(known_hosts_lines(([args.ip], p) for p in pins))
         ex = _executor(args, str(kh))
-        last = ""
         while True:
             try:
-                return ex.run(argv, timeout=60, check=True, input=stdin)
-            except ExecError as exc:
-                last = str(exc)
-                if MISMATCH in last:
+                res = ex.run(argv, timeout=60, input=stdin)
+            except ExecError as exc:  # ssh itself failed (exit 255) or timed out: not the command
+                if MISMATCH in str(exc):
                     raise HostKeyMismatch(
                         f"{args.name} ({args.ip}) answered with a host key that is not its pinned key "
-                        f"({' or '.join(p.split()[1][:16] + '...' for p in pins)}); nothing was sent. "
-                        f"ssh: {last}") from None
+                        f"({' or '.join(fingerprint(p) for p in pins)}); nothing was sent. "
+                        f"ssh: {exc}") from None
                 if time.monotonic() > deadline:
                     raise
+            else:
+                if res.returncode != 0:
+                    raise ExecError(f"[{args.name}] {argv[0]} on the guest -> {res.returncode}: "
+                                    f"{(res.stderr or res.stdout).strip()}")
+                return res
             time.sleep(5)
 
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.hostkeys import HostKeyError, generate, known_hosts_lines, public_key, stack_known_hosts
+from components.hostkeys import HostKeyError, fingerprint, generate, known_hosts_lines, public_key, stack_known_hosts
 from tests.conftest import ROOT
 from webha.localstack import machine_specific, merge
 from webha.stackfile import FAKE_SECRETS, read_stack_values
@@ -40,6 +40,10 @@ def test_generated_keys_are_distinct_ed25519_that_openssh_reads(keys, tmp_path):
         ssh = subprocess.run(["ssh-keygen", "-y", "-f", str(f)], capture_output=True, text=True, check=True)
         assert ssh.stdout.split()[:2] == public_key(key).split()
         assert public_key(key).startswith("ssh-ed25519 ")
+        (tmp_path / f"{host}.pub").write_text(public_key(key) + "\n")
+        fp = subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / f"{host}.pub")], capture_output=True,
+                            text=True, check=True).stdout.split()[1]
+        assert fingerprint(public_key(key)) == fp
 
 
 def test_config_gives_each_hosts_public_key(keys):
