@@ -136,3 +136,16 @@ def test_no_trust_on_first_use_anywhere():
                           "--", ".", ":!tests", ":!*.md", ":!scripts/smoke-vm.sh"],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.stdout == "", res.stdout
+
+
+def test_the_tier_check_refuses_a_spec_without_the_public_keys(tmp_path, keys):
+    """`webha verify` (the tier check) trusts only the keys its spec carries: none, no check."""
+    from components.tiercheck import HOST_KEYS_FIELD, check_spec
+
+    cfg = parse_config(raw_with(keys), SECRET)
+    spec = json.loads(check_spec(cfg, cfg.host_public_keys()))
+    assert spec[HOST_KEYS_FIELD]["web01"] == public_key(keys["web01"]) and "sshHostKeys" not in spec
+    del spec[HOST_KEYS_FIELD]["web02"]
+    res = subprocess.run([".venv/bin/python", "-m", "webha", "verify", "--config-json", "-"], cwd=ROOT,
+                         input=json.dumps(spec), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and f"{HOST_KEYS_FIELD}: no public host key for web02" in res.stderr, res.stderr
