@@ -48,8 +48,9 @@ def octodns_zone(zone: dict) -> str:
 
     out: dict[str, list] = {}
     for r in zone["records"]:
-        values = [v + "." if r["type"] == "PTR" else v.replace(";", "\\;") if r["type"] == "TXT" else v
-                  for v in r["values"]]
+        # PTR targets absolute; TXT values as they are (webha.dns/v1 allows no ';' in them, so
+        # octoDNS's escaped_semicolons setting reads them the same either way).
+        values = [v + "." if r["type"] == "PTR" else v for v in r["values"]]
         data = {"type": r["type"], "ttl": r["ttl"]}
         data.update({"value": values[0]} if len(values) == 1 else {"values": values})
         out.setdefault("" if r["name"] == "@" else r["name"], []).append(data)

@@ -1,0 +1,66 @@
+"""octoDNS (PyPI octodns) reads the exported zones with its YamlProvider, strictly (not lenient,
+key order enforced), and its own plan shows a VIP change as exactly one changed record."""
+
+import pytest
+
+from tests.dns.conftest import contract_records, export, need_module, outputs_json, zones_of
+
+pytestmark = pytest.mark.dns
+
+
+def load(directory, zone_name):
+    need_module("octodns", "octodns")
+    from octodns.provider.yaml import YamlProvider
+    from octodns.zone import Zone
+
+    zone = Zone(zone_name + ".", [])
+    # escaped_semicolons: octoDNS 2.0's default; the contract's TXT values hold no ';' (its schema).
+    YamlProvider("webha", str(directory), escaped_semicolons=False).populate(zone, lenient=False)
+    return zone
+
+
+def as_tuples(zone) -> set[tuple]:
+    out = set()
+    for r in zone.records:
+        fqdn = r.fqdn.rstrip(".")
+        values = [str(v).rstrip(".") if r._type == "PTR" else str(v) for v in r.values] if hasattr(r, "values") \
+            else [str(r.value).rstrip(".")]
+        out.add((fqdn, r._type, r.ttl, tuple(sorted(values))))
+    return out
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_yaml_provider_accepts_every_record(stack, tmp_path):
+    outputs = outputs_json(stack)
+    export("octodns", outputs, tmp_path)
+    for name in zones_of(outputs):
+        zone = load(tmp_path, name)
+        assert as_tuples(zone) == contract_records(outputs, name)
+
+
+def plan_changes(old_outputs, new_outputs, tmp_path):
+    """octoDNS's plan: the zones of ``old_outputs`` deployed (a YamlProvider target), the ones of
+    ``new_outputs`` desired."""
+    need_module("octodns", "octodns")
+    from octodns.provider.yaml import YamlProvider
+
+    export("octodns", old_outputs, tmp_path / "deployed")
+    export("octodns", new_outputs, tmp_path / "desired")
+    target = YamlProvider("deployed", str(tmp_path / "deployed"), escaped_semicolons=False)
+    changes = []
+    for name in zones_of(new_outputs):
+        plan = target.plan(load(tmp_path / "desired", name))
+        changes += plan.changes if plan else []
+    return changes
+
+
+def test_vip_change_is_exactly_one_changed_record(tmp_path):
+    old = outputs_json("local")
+    new = outputs_json("local", vrrp={"vip": "10.1.1.200"})
+    changes = plan_changes(old, new, tmp_path)
+    assert [(type(c).__name__, c.record.fqdn, c.record._type, c.existing.values, c.new.values) for c in changes] \
+        == [("Update", "shop.itcast.cn.", "A", ["10.1.1.100"], ["10.1.1.200"])]
+
+
+def test_unchanged_stack_plans_no_change(tmp_path):
+    assert plan_changes(outputs_json("dev"), outputs_json("dev"), tmp_path) == []
