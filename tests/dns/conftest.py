@@ -61,3 +61,28 @@ def contract_records(outputs: str, zone: str | None = None) -> set[tuple]:
 
 def zones_of(outputs: str) -> list[str]:
     return [z["zone"] for z in json.loads(outputs)["dns"]["zones"]]
+
+
+def load_octodns(directory: Path, zone_name: str):
+    """The zone as octoDNS's YamlProvider reads it: strict (not lenient), key order enforced."""
+    need_module("octodns", "octodns")
+    from octodns.provider.yaml import YamlProvider
+    from octodns.zone import Zone
+
+    zone = Zone(zone_name + ".", [])
+    # escaped_semicolons: octoDNS 2.0's default; the contract's TXT values hold no ';' (its schema).
+    YamlProvider("webha", str(directory), escaped_semicolons=False).populate(zone, lenient=False)
+    return zone
+
+
+def octodns_plan(deployed: Path, desired: Path, zone_names: list[str]) -> list:
+    """octoDNS's own plan: ``deployed`` as a YamlProvider target, ``desired``'s zones as the wish."""
+    need_module("octodns", "octodns")
+    from octodns.provider.yaml import YamlProvider
+
+    target = YamlProvider("deployed", str(deployed), escaped_semicolons=False)
+    changes = []
+    for name in zone_names:
+        plan = target.plan(load_octodns(desired, name))
+        changes += plan.changes if plan else []
+    return changes

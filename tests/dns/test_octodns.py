@@ -3,20 +3,9 @@ key order enforced), and its own plan shows a VIP change as exactly one changed 
 
 import pytest
 
-from tests.dns.conftest import contract_records, export, need_module, outputs_json, zones_of
+from tests.dns.conftest import contract_records, export, load_octodns as load, octodns_plan, outputs_json, zones_of
 
 pytestmark = pytest.mark.dns
-
-
-def load(directory, zone_name):
-    need_module("octodns", "octodns")
-    from octodns.provider.yaml import YamlProvider
-    from octodns.zone import Zone
-
-    zone = Zone(zone_name + ".", [])
-    # escaped_semicolons: octoDNS 2.0's default; the contract's TXT values hold no ';' (its schema).
-    YamlProvider("webha", str(directory), escaped_semicolons=False).populate(zone, lenient=False)
-    return zone
 
 
 def as_tuples(zone) -> set[tuple]:
@@ -39,27 +28,21 @@ def test_yaml_provider_accepts_every_record(stack, tmp_path):
 
 
 def plan_changes(old_outputs, new_outputs, tmp_path):
-    """octoDNS's plan: the zones of ``old_outputs`` deployed (a YamlProvider target), the ones of
-    ``new_outputs`` desired."""
-    need_module("octodns", "octodns")
-    from octodns.provider.yaml import YamlProvider
-
+    """octoDNS's plan from the zones of ``old_outputs`` (deployed) to those of ``new_outputs``."""
     export("octodns", old_outputs, tmp_path / "deployed")
     export("octodns", new_outputs, tmp_path / "desired")
-    target = YamlProvider("deployed", str(tmp_path / "deployed"), escaped_semicolons=False)
-    changes = []
-    for name in zones_of(new_outputs):
-        plan = target.plan(load(tmp_path / "desired", name))
-        changes += plan.changes if plan else []
-    return changes
+    return octodns_plan(tmp_path / "deployed", tmp_path / "desired", zones_of(new_outputs))
+
+
+def describe(changes) -> list[tuple]:
+    return [(type(c).__name__, c.record.fqdn, c.record._type, c.existing.values, c.new.values) for c in changes]
 
 
 def test_vip_change_is_exactly_one_changed_record(tmp_path):
     old = outputs_json("local")
     new = outputs_json("local", vrrp={"vip": "10.1.1.200"})
-    changes = plan_changes(old, new, tmp_path)
-    assert [(type(c).__name__, c.record.fqdn, c.record._type, c.existing.values, c.new.values) for c in changes] \
-        == [("Update", "shop.itcast.cn.", "A", ["10.1.1.100"], ["10.1.1.200"])]
+    assert describe(plan_changes(old, new, tmp_path)) == [("Update", "shop.itcast.cn.", "A", ["10.1.1.100"],
+                                                             ["10.1.1.200"])]
 
 
 def test_unchanged_stack_plans_no_change(tmp_path):

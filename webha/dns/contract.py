@@ -30,14 +30,18 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def validate(doc: Any) -> dict:
-    """``doc`` if it is a valid webha.dns/v1 document; else ContractError naming the place."""
+    """``doc`` if it is a valid webha.dns/v1 document; else ContractError naming the place.
+
+    TTLs come back as integers: a ``StackReference`` hands every number over as a float (the
+    engine's protobuf Struct), 300.0, and JSON Schema counts 300.0 as an integer."""
     if isinstance(doc, dict) and doc.get("schema") not in (None, SCHEMA_ID):
         raise ContractError(f"schema: {doc.get('schema')!r} is not {SCHEMA_ID} (this webha reads {SCHEMA_ID} only)")
     errors = sorted(validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"{'/'.join(map(str, e.absolute_path)) or '(document)'}: {e.message}" for e in errors[:10]]
         raise ContractError(f"not a {SCHEMA_ID} document:\n  " + "\n  ".join(lines))
-    return doc
+    return {**doc, "zones": [{**z, "records": [{**r, "ttl": int(r["ttl"])} for r in z["records"]]}
+                             for z in doc["zones"]]}
 
 
 def from_stack_outputs(text: str) -> dict:
