@@ -18,7 +18,7 @@ Settings compared:
 * ``webha`` - components/config.py defaults (the vrrp block reduced to vip + router id).
 
 The lab cannot run ``vrrp_track_process`` (no proc connector outside the initial network
-namespace, see webha/lab.py), so both columns catch an nginx crash with the check script.
+namespace, see webha/testbed/lab.py), so both columns catch an nginx crash with the check script.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from components.config import parse_config  # noqa: E402
 from webha.drill import LabCluster, run_drill, single_holder  # noqa: E402
-from webha.lab import HaLab, cleanup_stale  # noqa: E402
+from webha.testbed.lab import HaLab, cleanup_stale  # noqa: E402
 from webha.stackfile import FAKE_SECRETS, _merge, parse_overrides, read_stack_values  # noqa: E402
 
 DEV = ROOT / "stacks" / "Pulumi.dev.yaml"

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.migration.helpers import stack_config  # noqa: E402
-from webha import shopdata  # noqa: E402
-from webha.mariadb_lab import MigrationLab  # noqa: E402
+from webha.testbed import shopdata  # noqa: E402
+from webha.testbed.mariadb_lab import MigrationLab  # noqa: E402
 
 
 PIPE_USER = "bench_pipe"

@@ -71,7 +71,7 @@ from .config import StackConfig
 from .render import digest, render
 from .topology import base_context
 
-SHOPDATA = Path(__file__).resolve().parent.parent / "webha" / "shopdata.py"
+SHOPDATA = Path(__file__).resolve().parent.parent / "webha" / "testbed" / "shopdata.py"
 
 # The app's rights on ds_shop.*: data only. No DDL, no GRANT, no FILE, no access to other schemas.
 # EXECUTE for the shop's stored routines, CREATE TEMPORARY TABLES for report queries.

@@ -38,7 +38,7 @@ def _load(args) -> Any:
 def _cluster(args, cfg):
     """(cluster, lab-or-None): a kept lab (--lab), real hosts (--target ssh) or a fresh lab."""
     from .drill import LabCluster, SshCluster
-    from .lab import HaLab
+    from .testbed.lab import HaLab
 
     if args.target == "ssh":
         return SshCluster(cfg), None
@@ -160,7 +160,7 @@ def lab_args(p: argparse.ArgumentParser) -> None:
 
 
 def lab_run(args) -> int:
-    from .lab import BASE_DIR, HaLab, cleanup_stale
+    from .testbed.lab import BASE_DIR, HaLab, cleanup_stale
 
     if args.lab_cmd == "up":
         cfg = _load(args)

@@ -1,7 +1,7 @@
 """How the drills and the split-brain detector reach a host: one small interface, two transports.
 
 * :class:`NetnsExecutor` - a lab host: a network + mount + PID + UTS namespace set, entered with
-  ``nsenter`` through the host's init process (see :mod:`webha.lab`).
+  ``nsenter`` through the host's init process (see :mod:`webha.testbed.lab`).
 * :class:`SshExecutor` - a real host: ``ssh -i KEY root@IP``.
 
 Both take an argv list (never a shell string assembled by the caller), so the same drill code runs

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ROOT
-from webha import lab as halab
-from webha.netns import LabError, require_tools
+from webha.testbed import lab as halab
+from webha.testbed.netns import LabError, require_tools
 from webha.stackfile import load_stack_file
 
 DEV = ROOT / "stacks" / "Pulumi.dev.yaml"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from webha.drill import LabCluster
-from webha.lab import ConfigRejected
+from webha.testbed.lab import ConfigRejected
 from webha.splitbrain import detect
 
 pytestmark = pytest.mark.lab

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from webha import lab as halab
-from webha import netns
+from webha.testbed import lab as halab
+from webha.testbed import netns
 from webha.drill import LabCluster, run_drill
 from webha.splitbrain import compare_configs, parse_stats, summarize_conf, vrrp_blocking_rules
 
@@ -159,3 +159,23 @@ def test_ssh_executor_quotes_the_remote_command(tmp_path, monkeypatch):
     args = res.stdout.splitlines()
     assert args[:4] == ["-i", "/k/id_ed25519", "-p", "22"] and "root@10.1.1.11" in args
     assert args[-2:] == ["--", "sh -c 'kill -0 \"$(cat \"$1\")\"' sh '/run/x y.pid'"]
+
+
+def test_cleanup_stale_leaves_a_live_runs_lab_of_any_kind(tmp_path):
+    """The migration lab used to clean up by name alone and killed the labs of concurrent runs."""
+    import subprocess as sp
+
+    other_run = sp.Popen(["sleep", "60"])  # stands for another pytest run that owns the lab
+    lab = netns.Lab("whm99998", {"a": "10.9.9.2"}, "10.9.9.0/24", state_dir=tmp_path)
+    try:
+        lab.start()
+        (tmp_path / "whm99998" / "owner").write_text(f"{other_run.pid}\n")
+        assert netns.cleanup_stale("whm", state_dir=tmp_path) == []
+        assert "whm99998-a" in _netns()
+        other_run.kill()
+        other_run.wait()
+        assert netns.cleanup_stale("whm", state_dir=tmp_path) == ["whm99998"]
+        assert "whm99998-" not in _netns()
+    finally:
+        other_run.kill()
+        lab.close()

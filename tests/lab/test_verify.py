@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from webha.drill import LabCluster
-from webha.lab import CLIENT
+from webha.testbed.lab import CLIENT
 from webha.verify import verify, verify_once
 
 pytestmark = pytest.mark.lab

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from webha.mariadb_lab import MigrationLab
+from webha.testbed.mariadb_lab import MigrationLab
 
 from .helpers import stack_config
 

@@ -112,8 +112,8 @@ def test_templates_dir_has_the_db_steps():
 
 @pytest.mark.unit
 def test_missing_mariadb_fails_naming_the_package(monkeypatch):
-    from webha.mariadb_lab import require_mariadb
-    from webha.netns import LabError
+    from webha.testbed.mariadb_lab import require_mariadb
+    from webha.testbed.netns import LabError
 
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(LabError, match="apt-get install mariadb-server"):

@@ -16,7 +16,7 @@ import pytest
 from components.migration_plan import render_step
 from components.render import render
 from components.topology import base_context
-from webha.mariadb_lab import MariaDBHost, client
+from webha.testbed.mariadb_lab import MariaDBHost, client
 
 from .helpers import DB_PASSWORD
 

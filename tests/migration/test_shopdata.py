@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from webha import shopdata
+from webha.testbed import shopdata
 
 pytestmark = pytest.mark.unit
 
@@ -37,6 +37,6 @@ def test_covers_the_hard_cases():
 
 
 def test_cli_writes_sql_to_stdout():
-    out = subprocess.run([sys.executable, "-m", "webha.shopdata", "--rows", "20", "--blob-kb", "2"],
+    out = subprocess.run([sys.executable, "-m", "webha.testbed.shopdata", "--rows", "20", "--blob-kb", "2"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("-- webha sample shop") and "INSERT INTO users" in out

@@ -16,7 +16,11 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Optional
+
+
+STATE_DIR = Path("/run/webha-lab")  # <prefix>/owner of every lab (HA lab, migration lab)
 
 
 class LabError(RuntimeError):
@@ -47,6 +51,7 @@ class Lab:
     hosts: dict[str, str]
     cidr: str
     created: list[str] = field(default_factory=list)
+    state_dir: Path = STATE_DIR
 
     def ns(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -64,6 +69,11 @@ class Lab:
     def start(self, interface: str = "eth0") -> "Lab":
         require_tools("ip")
         net = ipaddress.IPv4Network(self.cidr)
+        lab_dir = self.state_dir / self.prefix
+        lab_dir.mkdir(parents=True, exist_ok=True)
+        owner = lab_dir / "owner"
+        if not owner.exists():
+            owner.write_text(f"{os.getpid()}\n")  # cleanup_stale leaves a live owner's lab alone
         try:
             _ip("netns", "add", self.switch)
             self.created.append(self.switch)
@@ -110,14 +120,15 @@ class Lab:
 
     def close(self) -> None:
         for ns in reversed(self.created):
-            pids = _ip("netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            _ip("netns", "del", ns, check=False)
+            _kill_and_delete(ns)
         self.created.clear()
+        owner = self.state_dir / self.prefix / "owner"
+        try:
+            if owner.read_text().strip() == str(os.getpid()):
+                owner.unlink()
+                (self.state_dir / self.prefix).rmdir()  # only when nothing else is kept there
+        except OSError:
+            pass
 
     def __enter__(self) -> "Lab":
         return self
@@ -126,22 +137,75 @@ class Lab:
         self.close()
 
 
-def cleanup_stale(base: str = "whl") -> list[str]:
-    """Delete namespaces left behind by a killed run (named ``<base><5 digits>-...``)."""
-    pattern = re.compile(rf"^{re.escape(base)}\d{{5}}-")
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def cleanup_stale(
+    prefix_base: str,
+    state_dir: Path = STATE_DIR,
+    everything: bool = False,
+    only: Optional[str] = None,
+    kept: bool = False,
+) -> list[str]:
+    """Remove labs named ``<prefix_base><5 digits>`` whose owner process is gone; also kept ones
+    (``webha lab up``) with ``kept``, the one lab ``only``, or every lab with ``everything``.
+
+    Why the owner check: the HA lab, the migration lab and the benchmarks run concurrently
+    (two pytest runs, a benchmark beside a test); a cleanup that removes every lab of its kind
+    kills namespaces a live run still uses. The owner is the pid in ``<state_dir>/<prefix>/owner``
+    (written by :meth:`Lab.start`), ``keep`` for a lab kept on purpose, or - for a lab that died
+    before writing it - the pid the prefix was made from.
+    """
+    pattern = re.compile(rf"^({re.escape(prefix_base)}\d{{5}})-")
     out = _ip("netns", "list", check=False).stdout
+    names = [line.split(" ")[0] for line in out.splitlines() if line.strip()]
+    prefixes = {m.group(1) for name in names if (m := pattern.match(name))}
+    if Path(state_dir).is_dir():
+        prefixes |= {p.name for p in Path(state_dir).iterdir()
+                     if re.fullmatch(rf"{re.escape(prefix_base)}\d{{5}}", p.name)}
     gone = []
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if pattern.match(name):
-            for pid in _ip("netns", "pids", name, check=False).stdout.split():
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            _ip("netns", "del", name, check=False)
-            gone.append(name)
+    for prefix in sorted(prefixes):
+        forced = everything
+        if only is not None:
+            if prefix != only:
+                continue
+            forced = True
+        try:
+            text = (Path(state_dir) / prefix / "owner").read_text().strip()
+        except OSError:
+            text = ""
+        if text == "keep":
+            if not (forced or kept):
+                continue  # made by `webha lab up`: removed by `webha lab down`
+        elif not forced:
+            try:
+                owner = int(text)
+            except ValueError:
+                owner = int(prefix[len(prefix_base):])  # the prefix is the creator's pid % 100000
+            if owner == os.getpid() or _pid_alive(owner):
+                continue
+        for name in names:
+            if name.startswith(prefix + "-"):
+                _kill_and_delete(name)
+        shutil.rmtree(Path(state_dir) / prefix, ignore_errors=True)
+        gone.append(prefix)
     return gone
+
+
+def _kill_and_delete(ns: str) -> None:
+    for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    _ip("netns", "del", ns, check=False)
 
 
 def new_prefix(base: str = "whl", pid: Optional[int] = None) -> str:

@@ -1,6 +1,6 @@
 """HA lab: the stack's topology as namespaces, with the REAL keepalived and nginx in the web hosts.
 
-One lab host = one network namespace (from :mod:`webha.netns`, bridged in a private "switch"
+One lab host = one network namespace (from :mod:`webha.testbed.netns`, bridged in a private "switch"
 namespace) **plus** its own PID, mount and UTS namespaces, held open by a tiny reaping init:
 
     ip netns exec <prefix>-web01 unshare --pid --fork --mount-proc --uts --kill-child <init>
@@ -42,11 +42,11 @@ from components.render import render
 from components.topology import Paths, host_context, keepalived_context
 
 from . import netns
-from .executor import ExecError, HostLayout, NetnsExecutor
+from ..executor import ExecError, HostLayout, NetnsExecutor
 from .netns import LabError
-from .vip import holders
+from ..vip import holders
 
-BASE_DIR = Path("/run/webha-lab")
+BASE_DIR = netns.STATE_DIR
 PREFIX_BASE = "whl"
 CLIENT = "client"
 LAB_TOOLS = ("ip", "nsenter", "unshare", "keepalived", "nginx", "curl", "nft")
@@ -151,7 +151,7 @@ class HaLab:
         if with_client:
             # The client sits where the libvirt host would: on the gateway address.
             hosts[CLIENT] = str(cfg.network.gateway)
-        self.net = netns.Lab(self.prefix, hosts, str(cfg.network.cidr))
+        self.net = netns.Lab(self.prefix, hosts, str(cfg.network.cidr), state_dir=Path(base_dir))
         self.interface = cfg.network.interface
         self.inits: dict[str, subprocess.Popen] = {}
         self.hosts: dict[str, NetnsExecutor] = {}
@@ -456,65 +456,7 @@ def _readline_timeout(proc: subprocess.Popen, timeout: float) -> str:
         sel.close()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def cleanup_stale(
-    base_dir: Path = BASE_DIR,
-    everything: bool = False,
-    only: Optional[str] = None,
-    kept: bool = False,
-) -> list[str]:
-    """Remove labs whose creating process is gone, plus kept ones (``lab up``) with ``kept``,
-    one lab with ``only``, or every lab with ``everything``.
-
-    Concurrent labs of live processes (another pytest run, the benchmark) are left alone.
-    """
-    import re
-
-    pattern = re.compile(rf"^({PREFIX_BASE}\d{{5}})-")
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
-    prefixes = {m.group(1) for line in out.splitlines() if (m := pattern.match(line.split(" ")[0]))}
-    if Path(base_dir).is_dir():
-        prefixes |= {p.name for p in Path(base_dir).iterdir() if re.match(rf"^{PREFIX_BASE}\d{{5}}$", p.name)}
-    gone = []
-    for prefix in sorted(prefixes):
-        if only is not None:
-            if prefix != only:
-                continue
-            everything = True
-        owner_file = Path(base_dir) / prefix / "owner"
-        try:
-            text = owner_file.read_text().strip()
-        except OSError:
-            text = ""
-        if text == "keep" and not (everything or kept):
-            continue  # made by `webha lab up`: removed by `webha lab down`
-        try:
-            owner = int(text)
-        except ValueError:
-            owner = int(prefix[len(PREFIX_BASE):])  # the prefix is the creator's pid % 100000
-        if text != "keep" and not everything and (owner == os.getpid() or _pid_alive(owner)):
-            continue
-        for line in out.splitlines():
-            name = line.split(" ")[0]
-            if name.startswith(prefix + "-"):
-                for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                          text=True, timeout=10).stdout.split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
-        shutil.rmtree(Path(base_dir) / prefix, ignore_errors=True)
-        gone.append(prefix)
-    return gone
-
-
+def cleanup_stale(base_dir: Path = BASE_DIR, everything: bool = False,
+                  only: Optional[str] = None, kept: bool = False) -> list[str]:
+    """:func:`webha.testbed.netns.cleanup_stale` for HA labs (prefix ``whl``)."""
+    return netns.cleanup_stale(PREFIX_BASE, base_dir, everything=everything, only=only, kept=kept)
