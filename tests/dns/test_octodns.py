@@ -9,12 +9,15 @@ pytestmark = pytest.mark.dns
 
 
 def as_tuples(zone) -> set[tuple]:
+    """(fqdn, type, ttl, values) as octoDNS holds them; a PTR target must be absolute there
+    ("shop.itcast.cn."): octoDNS would take a relative one and a provider read it as relative."""
     out = set()
     for r in zone.records:
-        fqdn = r.fqdn.rstrip(".")
-        values = [str(v).rstrip(".") if r._type == "PTR" else str(v) for v in r.values] if hasattr(r, "values") \
-            else [str(r.value).rstrip(".")]
-        out.add((fqdn, r._type, r.ttl, tuple(sorted(values))))
+        values = [str(v) for v in (r.values if hasattr(r, "values") else [r.value])]
+        if r._type == "PTR":
+            assert all(v.endswith(".") for v in values), (r.fqdn, values)
+            values = [v[:-1] for v in values]
+        out.add((r.fqdn.rstrip("."), r._type, r.ttl, tuple(sorted(values))))
     return out
 
 
