@@ -133,10 +133,11 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         depends_on=ha.last,
     )
 
-    outputs = stack_outputs(cfg)
+    outputs = stack_outputs(cfg, pulumi.get_project(), stack)
     # Public halves only: what known_hosts files are made of (components/hostkeys.py).
     outputs["sshHostKeys"] = host_keys
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return {"outputs": outputs, "vms": vms, "host_keys": host_key_steps, "prep": prep, "migration": migration, "webs": webs, "ha": ha,
+    return {"config": cfg, "outputs": outputs, "vms": vms, "host_keys": host_key_steps, "prep": prep,
+            "migration": migration, "webs": webs, "ha": ha,
             "check": check}
