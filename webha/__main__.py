@@ -43,7 +43,7 @@ def _cluster(args, cfg):
     if args.target == "ssh":
         if not args.known_hosts:
             raise SystemExit("--target ssh needs --known-hosts PATH: the stack's pinned host keys "
-                             "(scripts/up-local.sh writes $WEBHA_VAR/ssh/known_hosts.local; or "
+                             "(scripts/up-local.sh writes $WEBHA_STATE/known_hosts.local; or "
                              "`pulumi stack output --json | python -m webha.hostkeys known-hosts PATH`)")
         return SshCluster(cfg, known_hosts=args.known_hosts), None
     if args.lab:
