@@ -161,11 +161,11 @@ class LabCluster(Cluster):
 class SshCluster(Cluster):
     """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine."""
 
-    def __init__(self, cfg: StackConfig, known_hosts: Optional[str] = None) -> None:
+    def __init__(self, cfg: StackConfig, known_hosts: str) -> None:
         names = [h.name for h in cfg.web_hosts]
         iface = cfg.network.interface
         super().__init__(
-            cfg, dict(ssh_executors(cfg, names, known_hosts)), {n: HostLayout(interface=iface) for n in names}, []
+            cfg, dict(ssh_executors(cfg, known_hosts, names)), {n: HostLayout(interface=iface) for n in names}, []
         )
 
     def link(self, node: str, up: bool) -> None:

@@ -107,7 +107,8 @@ class NetnsExecutor:
 
 @dataclass
 class SshExecutor:
-    """A real host over SSH (BatchMode: never prompts; host keys of lab VMs are not pinned)."""
+    """A real host over SSH (BatchMode: never prompts). Its host key must be in the known_hosts
+    given with ``-o UserKnownHostsFile=`` (``StrictHostKeyChecking=yes``: no trust on first use)."""
 
     name: str
     ip: str
@@ -118,10 +119,15 @@ class SshExecutor:
         default_factory=lambda: [
             "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=5",
-            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "StrictHostKeyChecking=yes",
             "-o", "ServerAliveInterval=5",
         ]
     )
+
+    def pin(self, known_hosts: str) -> "SshExecutor":
+        """Trust only the host keys in ``known_hosts`` (no other file is read)."""
+        self.options += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        return self
 
     def ssh_argv(self) -> list[str]:
         return ["ssh", "-i", self.key, "-p", str(self.port), *self.options, f"{self.user}@{self.ip}"]
@@ -146,16 +152,12 @@ class SshExecutor:
         self.run(_spawn_argv(argv, log), timeout=15, check=True)
 
 
-def ssh_executors(
-    cfg, names: Optional[Sequence[str]] = None, known_hosts: Optional[str] = None
-) -> dict[str, SshExecutor]:
-    """Executors for a deployed stack's hosts (``cfg``: a StackConfig); ``known_hosts``: the SSH
-    UserKnownHostsFile to use (new host keys accepted on first use, changed ones refused)."""
+def ssh_executors(cfg, known_hosts: str, names: Optional[Sequence[str]] = None) -> dict[str, SshExecutor]:
+    """Executors for a deployed stack's hosts (``cfg``: a StackConfig); ``known_hosts``: the
+    stack's pinned host keys (``python -m webha.hostkeys known-hosts``); no other file is read."""
     hosts = [h for h in cfg.hosts if names is None or h.name in names]
     out = {}
     for h in hosts:
         ex = SshExecutor(h.name, str(h.ip), cfg.ssh.private_key_path, cfg.ssh.user, cfg.ssh.port)
-        if known_hosts:
-            ex.options += ["-o", f"UserKnownHostsFile={known_hosts}"]
-        out[h.name] = ex
+        out[h.name] = ex.pin(known_hosts)
     return out
