@@ -299,7 +299,8 @@ def test_event_reader(stack, family, cfg, tmp_path):
         res = subprocess.run([need("systemd-analyze"), "verify", str(units / "webha-events.service")],
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
-        assert res.returncode == 0 and "Unknown" not in res.stderr, res.stderr
+        # systemd only warns about (and ignores) a line it cannot parse: any word from it fails.
+        assert res.returncode == 0 and not res.stderr.strip(), res.stderr
 
 
 def test_every_template_was_rendered():

@@ -357,8 +357,11 @@ class HaLab:
         self.hosts[node].spawn([f"{paths.script_dir}/webha-events.py", "run"],
                                f"{paths.log_dir}/webha-events.log")
         now = f"{paths.state_dir}/events.now.json"
-        self.wait(lambda: os.path.exists(now) and os.path.exists(f"{paths.state_dir}/notify.fifo"), 10,
-                  f"the event reader on {node} (log: {paths.log_dir}/webha-events.log)")
+        try:
+            self.wait(lambda: os.path.exists(now) and os.path.exists(f"{paths.state_dir}/notify.fifo"), 30,
+                      f"the event reader on {node}")
+        except LabError as exc:
+            raise LabError(f"{exc}; its log:\n{self.log(node, 'webha-events.log')[-2000:]}") from None
 
     def start_node_exporter(self, node: str) -> None:
         """Debian's prometheus-node-exporter, textfile collector only, on the node's address."""
