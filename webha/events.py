@@ -76,7 +76,8 @@ class EventStream:
     def start(self, timeout: float = 30) -> "EventStream":
         for node in self.cluster.web_names:
             argv = self.cluster.hosts[node].stream_argv([self.script(node), "follow"])
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            # stdin stays open: closing it is what ends `follow` on the node (see stop()).
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
             ns = NodeStream(node, proc)
             self.nodes[node] = ns
@@ -123,6 +124,15 @@ class EventStream:
 
     def stop(self) -> None:
         for ns in self.nodes.values():
+            try:
+                ns.proc.stdin.close()  # follow's signal to stop its tail on the node
+            except (OSError, AttributeError):
+                pass
+        for ns in self.nodes.values():
+            try:
+                ns.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
             if ns.proc.poll() is None:
                 ns.proc.terminate()
                 try:
