@@ -203,7 +203,7 @@ def test_metrics_scraped_after_a_failover_show_the_transition(make_lab):
     lab = make_lab()
     lab.wait_single_holder(10)
     lab.wait(lambda: (_metric(lab.metrics("web02"), "webha_vrrp_adverts_received_total", instance="VI_51") or 0) > 0,
-             10, "web02's adverts-received counter")
+             15, "web02's adverts-received counter")
     before = lab.metrics("web02")
     assert _metric(before, "webha_vrrp_state", instance="VI_51", state="BACKUP") == 1
     assert _metric(before, "webha_vip_held", vip="10.1.1.100", interface="eth0") == 0
@@ -217,8 +217,8 @@ def test_metrics_scraped_after_a_failover_show_the_transition(make_lab):
     assert _metric(after, "webha_vrrp_state", instance="VI_51", state="MASTER") == 1
     assert _metric(after, "webha_vrrp_last_transition_timestamp_seconds", instance="VI_51") > time.time() - 30
     assert _metric(after, "webha_keepalived_up") == 1
-    # web01: FAULT, and (within a counter read, 2 s) its check reported BAD.
-    lab.wait(lambda: _metric(lab.metrics("web01"), "webha_check_up", script="check_nginx") == 0, 10,
+    # web01: FAULT, and (within a counter read, 5 s) its check reported BAD.
+    lab.wait(lambda: _metric(lab.metrics("web01"), "webha_check_up", script="check_nginx") == 0, 15,
              "web01's check_up to drop")
     assert _metric(lab.metrics("web01"), "webha_vrrp_state", instance="VI_51", state="FAULT") == 1
 
