@@ -71,6 +71,8 @@ def drill_args(p: argparse.ArgumentParser) -> None:
                    help="repeatable; run in order")
     p.add_argument("--observe", type=float, default=4.0, help="seconds to watch after the fault")
     p.add_argument("--rate", type=float, default=50.0, help="client requests per second")
+    p.add_argument("--out", metavar="DIR",
+                   help="write each drill's timeline (drill-SCENARIO.json) and picture (.png) here")
 
 
 def drill_run(args) -> int:
@@ -87,6 +89,13 @@ def drill_run(args) -> int:
             for scenario in args.scenario:
                 res = run_drill(cluster, scenario, observe=args.observe, rate=args.rate)
                 print(res.text())
+                if args.out:
+                    from .drillplot import write
+
+                    target = "the VMs over SSH" if args.target == "ssh" else "the namespace lab"
+                    js, png = write(res, Path(args.out),
+                                    f"drill {scenario} on {target}: {res.description}")
+                    print(f"   timeline: {js}\n   picture:  {png}")
                 print()
                 failed |= bool(res.failures())
         except DrillError as exc:

@@ -60,6 +60,11 @@ class Executor(Protocol):
         """Start a long-running command detached on the host, output appended to ``log``."""
         ...
 
+    def stream_argv(self, argv: Sequence[str]) -> list[str]:
+        """The local argv that runs ``argv`` on the host with its stdin/stdout connected here:
+        for one long session (an event stream, the detector's gathered script)."""
+        ...
+
 
 def _finish(name: str, argv: Sequence[str], res: subprocess.CompletedProcess, check: bool):
     if check and res.returncode != 0:
@@ -91,7 +96,7 @@ class NetnsExecutor:
     def run(self, argv, *, timeout=10, check=False, input=None):
         try:
             res = subprocess.run(
-                [*self.prefix(), *argv],
+                self.stream_argv(argv),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -103,6 +108,9 @@ class NetnsExecutor:
 
     def spawn(self, argv, log):
         self.run(_spawn_argv(argv, log), timeout=10, check=True)
+
+    def stream_argv(self, argv):
+        return [*self.prefix(), *argv]
 
 
 @dataclass
@@ -136,7 +144,7 @@ class SshExecutor:
         # ssh hands the remote side one string to a shell: quote every word ourselves.
         try:
             res = subprocess.run(
-                [*self.ssh_argv(), "--", shlex.join(argv)],
+                self.stream_argv(argv),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -150,6 +158,9 @@ class SshExecutor:
 
     def spawn(self, argv, log):
         self.run(_spawn_argv(argv, log), timeout=15, check=True)
+
+    def stream_argv(self, argv):
+        return [*self.ssh_argv(), "--", shlex.join(argv)]
 
 
 def ssh_executors(cfg, known_hosts: str, names: Optional[Sequence[str]] = None) -> dict[str, SshExecutor]:

@@ -317,6 +317,7 @@ def test_03b_splitbrain_detector_on_the_real_hosts(env, checkout, up):
     # No time source on the isolated network: clocks come from the RTC's whole seconds.
     report = detect(cluster, skew_limit=1.5)
     REPORT["splitbrain_report"] = report.text()
+    REPORT["splitbrain_s"] = round(report.seconds, 2)
     assert not report.split_brain and report.holders == ["web01"], report.text()
     assert not report.problems, report.text()
 
@@ -331,6 +332,70 @@ def test_04_nginx_stop_moves_vip_and_nopreempt_keeps_it(env, checkout, up):
     time.sleep(10)
     assert holders(execs) == ["web02"], "non-preemptive mode: web02 must keep the VIP"
     assert state(execs, "web01") == "BACKUP"
+
+
+def metrics(env, ip) -> dict[tuple[str, tuple], float]:
+    """The node exporter's webha_* samples of a web node, scraped from this machine (the libvirt
+    host, the only address the guests' firewall lets reach port 9100)."""
+    import re
+
+    res = sh(["curl", "-sf", "--noproxy", "*", "--max-time", "10", f"http://{ip}:9100/metrics"], env,
+             check=False, timeout=20)
+    assert res.returncode == 0, f"scraping {ip}:9100 failed: {res.stderr}"
+    out = {}
+    for line in res.stdout.splitlines():
+        m = re.match(r"^(webha_\w+)(?:\{(.*)\})? (\S+)$", line)
+        if m:
+            out[(m.group(1), tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))))] = float(m.group(3))
+    return out
+
+
+def test_04b_metrics_show_the_failover(env, checkout, up):
+    """After test_04 (web01's nginx stopped, VIP to web02, web01 back as BACKUP): both nodes'
+    metrics, scraped over HTTP, show the transition; another guest cannot scrape them."""
+    inst = (("instance", "VI_51"),)
+    got = {}
+    for name, ip in (("web01", "10.1.1.11"), ("web02", "10.1.1.13")):
+        wait(lambda: metrics(env, ip).get(("webha_keepalived_stats_timestamp_seconds", ())), 30,
+             f"{name}: counters in its metrics")
+        got[name] = metrics(env, ip)
+    w1, w2 = got["web01"], got["web02"]
+    REPORT["metrics"] = {n: {f"{k[0]}{dict(k[1]) or ''}": v for k, v in m.items()} for n, m in got.items()}
+    assert w2[("webha_vrrp_state", (*inst, ("state", "MASTER")))] == 1, REPORT["metrics"]
+    assert w2[("webha_vip_held", (("interface", "eth0"), ("vip", VIP)))] == 1
+    assert w2[("webha_vrrp_transitions_total", inst)] >= 2  # BACKUP at start, MASTER after the failover
+    assert w1[("webha_vrrp_state", (*inst, ("state", "BACKUP")))] == 1
+    assert w1[("webha_vip_held", (("interface", "eth0"), ("vip", VIP)))] == 0
+    assert w1[("webha_vrrp_transitions_total", inst)] >= 4  # BACKUP, MASTER, FAULT, BACKUP
+    assert w1[("webha_vrrp_adverts_received_total", inst)] > 0  # it hears web02
+    assert w1[("webha_check_up", (("script", "check_nginx"),))] == 1
+    assert w2[("webha_vrrp_last_transition_timestamp_seconds", inst)] > time.time() - 3600
+    # The firewall lets only the libvirt host scrape: web02 from web01 is refused.
+    res = nodes(checkout)["web01"].run(["curl", "-s", "--max-time", "3", "http://10.1.1.13:9100/metrics"],
+                                       timeout=30)
+    assert res.returncode != 0, "web01 could scrape web02's metrics: the firewall should drop it"
+
+
+def test_04c_drill_over_ssh_reads_the_event_logs(env, checkout, up):
+    """The drill against the VMs: holder before the fault read fresh, the timeline from the nodes'
+    streamed event logs; it agrees with the client's view within 0.2 s. Writes its picture."""
+    from webha.drill import SshCluster, run_drill
+    from webha.drillplot import write
+    from webha.stackfile import load_stack_file
+
+    cluster = SshCluster(load_stack_file(checkout / "stacks" / "Pulumi.local.yaml"))
+    for executor in cluster.hosts.values():
+        executor.options = ssh_options(checkout)
+    res = run_drill(cluster, "nginx-kill", observe=6.0, rate=20)
+    text = res.text()
+    js, png = write(res, CACHE / "reports", "drill nginx-kill on the TCG VMs over SSH: "
+                    "nginx master and workers on the holder killed")
+    REPORT["drill_ssh"] = {"text": text, "vip_moved_s": res.vip_moved_s, "http_moved_s": res.http_moved_s,
+                           "offsets": res.offsets, "max_event_delay_s": res.max_delay,
+                           "sent": res.sent, "failed": res.failed, "png": str(png)}
+    assert not res.failures(), text
+    assert res.holders[0][1] == (res.before,), text
+    assert abs(res.vip_moved_s - res.http_moved_s) <= 0.2, text
 
 
 def changed_steps(env, checkout) -> list[str]:

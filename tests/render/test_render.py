@@ -107,7 +107,7 @@ def test_keepalived_conf(stack, family, cfg, netns, script_user, tmp_path):
             r("keepalived/vrrp-auth.conf.j2", auth_pass=FAKE_SECRETS["vrrpAuthPass"]))
         Path(paths.script_dir).mkdir(mode=0o755)
         os.chmod(paths.script_dir, 0o755)
-        for script in ("check_nginx.sh", "notify.sh", "release-vip.sh"):
+        for script in ("check_nginx.sh", "notify.sh", "release-vip.sh", "vip-held.sh"):
             text = r(f"keepalived/{script}.j2", **ctx)
             check_shell(text, tmp_path, f"{node.name}-{script}.j2")
             (Path(paths.script_dir) / script).write_text(text)
@@ -288,6 +288,32 @@ def test_keepalived_systemd_files(stack, family, cfg, script_user, tmp_path):
     run([need("systemd-tmpfiles"), "--create", f"--root={root}", str(conf)])
     made = root / ctx["paths"]["state_dir"].lstrip("/")
     assert made.is_dir() and made.stat().st_uid == pwd.getpwnam(ctx["paths"]["script_user"]).pw_uid
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_event_reader(stack, family, cfg, tmp_path):
+    """The event reader (python3, compiled; its values are Python literals) and its unit
+    (`systemd-analyze verify`, which also wants the ExecStart file to exist)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for node in cfg.web_hosts:
+        ctx = keepalived_context(cfg, node.name, Paths(script_dir=str(scripts)))
+        reader = scripts / "webha-events.py"
+        reader.write_text(r("keepalived/webha-events.py.j2", **ctx))
+        reader.chmod(0o755)
+        run(["python3", "-m", "py_compile", str(reader)])
+        ns: dict = {}
+        exec(compile(reader.read_text(), str(reader), "exec"), ns)  # definitions only (__main__ guarded)
+        assert ns["NODE"] == node.name and ns["VIP"] == str(cfg.vrrp.vip)
+        assert ns["FIFO"] == f"{ctx['paths']['state_dir']}/notify.fifo"
+        units = tmp_path / f"units-{node.name}"
+        units.mkdir()
+        (units / "webha-events.service").write_text(r("keepalived/webha-events.service.j2", **ctx))
+        res = subprocess.run([need("systemd-analyze"), "verify", str(units / "webha-events.service")],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+        # systemd only warns about (and ignores) a line it cannot parse: any word from it fails.
+        assert res.returncode == 0 and not res.stderr.strip(), res.stderr
 
 
 def test_every_template_was_rendered():
