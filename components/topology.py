@@ -28,6 +28,11 @@ class Paths:
     # Survives reboots (unlike state_dir): keepalived had its ordered first start on this node.
     keepalived_started: str = "/var/lib/webha/keepalived.started"
     script_user: str = "keepalived_script"
+    # The event reader (templates/keepalived/webha-events.py.j2): keepalived's notify FIFO in, an
+    # ordered JSON-lines log and the node exporter's textfile metrics out.
+    keepalived_pid: str = "/run/keepalived.pid"
+    events_log: str = "/var/lib/webha/events.jsonl"
+    metrics_dir: str = "/var/lib/prometheus/node-exporter"
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -73,7 +73,7 @@ class VirtualMachine(pulumi.ComponentResource):
         cfg: StackConfig,
         host: HostConfig,
         place: Placement,
-        user_data: str,
+        user_data: pulumi.Input[str],
         meta_data: str,
         network_config: str,
         opts: Optional[pulumi.ResourceOptions] = None,
@@ -98,7 +98,9 @@ class VirtualMachine(pulumi.ComponentResource):
             user_data=user_data,
             meta_data=meta_data,
             network_config=network_config,
-            opts=child,
+            # Same ISO name: the old one goes first. The domain is updated in place (the
+            # provider swaps the CD-ROM): a changed seed never replaces a guest.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         img = cfg.image
         self.domain = libvirt.Domain(

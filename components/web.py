@@ -161,4 +161,7 @@ KEEPALIVED_FILES = (
     "release-vip.sh",
     "systemd-override.conf",
     "tmpfiles.conf",
+    "webha-events.py",
+    "vip-held.sh",
+    "webha-events.service",
 )

@@ -65,14 +65,16 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ]; then
 fi
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
-# stack_config STACK: this machine's runtime stack file for STACK, rebuilt from the committed one.
-# It lives in a scratch project ($WEBHA_STATE/project: Pulumi.yaml only) because `pulumi stack
-# init` writes the new salt into the project's stack file and takes no --config-file.
+# stack_config STACK [DIR]: this machine's runtime stack file for STACK of the Pulumi project in
+# DIR (relative to the repository; default: webha itself), rebuilt from the committed one.
+# It lives in a scratch project ($WEBHA_STATE/project[-DIR]: Pulumi.yaml only) because `pulumi
+# stack init` writes the new salt into the project's stack file and takes no --config-file.
 stack_config() {
-  local project="$WEBHA_STATE/project"
+  local dir=${2:-.}
+  local project="$WEBHA_STATE/project${2:+-${2//\//-}}"
   install -d -m 0700 "$project" "$project/stacks"
-  cp -f "$WEBHA_ROOT/Pulumi.yaml" "$project/Pulumi.yaml"
-  (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.localstack "stacks/Pulumi.$1.yaml" \
+  cp -f "$WEBHA_ROOT/$dir/Pulumi.yaml" "$project/Pulumi.yaml"
+  (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.localstack "$dir/stacks/Pulumi.$1.yaml" \
     "$project/stacks/Pulumi.$1.yaml") >&2
   printf '%s\n' "$project/stacks/Pulumi.$1.yaml"
 }
@@ -115,4 +117,23 @@ ensure_local_stack() {
         lpulumi config set --secret "$key" >&2
     fi
   done
+  # Each guest's SSH host key, made once per stack (components/hostkeys.py): on stdin, never argv.
+  local host
+  for host in $("$WEBHA_ROOT/.venv/bin/python" -m webha.hostkeys hosts "$WEBHA_STACK_CONFIG"); do
+    if ! lpulumi config get --path "sshHostKeys.$host" >/dev/null 2>&1; then
+      elog "generating the SSH host key of $host"
+      (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.hostkeys generate) |
+        lpulumi config set --secret --path "sshHostKeys.$host" >&2
+    fi
+  done
+}
+
+# write_known_hosts: the stack's pinned host keys (stack output sshHostKeys) as a known_hosts
+# file for `python -m webha drill|splitbrain --target ssh --known-hosts ...` and plain ssh.
+write_known_hosts() {
+  WEBHA_KNOWN_HOSTS="$WEBHA_STATE/known_hosts.$WEBHA_STACK"
+  export WEBHA_KNOWN_HOSTS
+  lpulumi stack output --json |
+    (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.hostkeys known-hosts "$WEBHA_KNOWN_HOSTS")
+  elog "pinned host keys: $WEBHA_KNOWN_HOSTS"
 }

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 
+from components.hostkeys import generate as generate_host_key
 from tests.conftest import ROOT
 from webha.stackfile import FAKE_SECRETS, read_stack_values
 
@@ -88,8 +89,9 @@ def build_graph(stack: str, tmp, raw: dict | None = None):
             (tmp / field).write_text("stand-in")
             raw["image"][field] = str(tmp / field)
     raw.update(FAKE_SECRETS)
+    raw["sshHostKeys"] = {h["name"]: generate_host_key() for h in raw["hosts"]}
     config = {f"webha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
-    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in FAKE_SECRETS])
+    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in [*FAKE_SECRETS, "sshHostKeys"]])
     mocks = Recorder()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="webha", stack=stack, preview=False, monitor=monitor)
@@ -103,6 +105,7 @@ def build_graph(stack: str, tmp, raw: dict | None = None):
 
     settle()
     mocks.monitor = monitor
+    mocks.host_keys = raw["sshHostKeys"]
     return mocks, tier
 
 
@@ -121,7 +124,9 @@ def test_three_domains_with_addresses(graph):
     macs = {n: d["networkInterfaces"][0]["mac"] for n, d in domains.items()}
     assert macs[f"{prefix}-web01"] == "52:54:00:01:01:0b"
     seeds = {r.inputs["name"]: r.inputs for r in mocks.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
-    web02 = seeds[f"{prefix}-web02-seed.iso"]
+    web02 = dict(seeds[f"{prefix}-web02-seed.iso"])
+    assert is_secret(web02["userData"]), "user-data carries the host private key: a secret"
+    web02["userData"] = web02["userData"]["value"]
     assert 'hostname: "web02"' in web02["userData"] and 'fqdn: "web02.itcast.cn"' in web02["userData"]
     assert "10.1.1.13/24" in web02["networkConfig"]
     assert "10.1.1.12       mysql01.itcast.cn mysql01" in web02["userData"]
@@ -238,6 +243,20 @@ def test_outputs_json_friendly(graph):
     assert out["vrrp"]["mode"] == "nopreempt" and out["vrrp"]["virtualRouterId"] == 51
 
 
+def test_dns_output_registered_is_the_contract(graph):
+    """The `dns` stack output as the program exported it: webha.dns/v1, owned by webha/<stack>."""
+    from components.outputs import dns_records
+    from webha.dns.contract import validate
+
+    stack, _, tier = graph
+    exported = pulumi.runtime.settings.get_root_resource().outputs["dns"]
+    validate(exported)
+    assert exported["owner"] == f"webha/{stack}"
+    assert exported == dns_records(tier["config"], "webha", stack)
+    service = [r for r in exported["zones"][0]["records"] if r["role"] == "service"]
+    assert [(r["fqdn"], r["values"], r["ttl"]) for r in service] == [("shop.itcast.cn", ["10.1.1.100"], 60)]
+
+
 def test_tier_check_runs_last_and_carries_no_secret(graph):
     """The post-condition of `up` runs after every keepalived start, on this machine, with the
     config (no secret) on stdin; its re-run digest of the secrets is registered as a secret."""
@@ -250,6 +269,9 @@ def test_tier_check_runs_last_and_carries_no_secret(graph):
     assert " -m webha verify --config-json - " in inputs["create"]
     spec = json.loads(inputs["stdin"])
     assert spec["vrrp"]["vip"] == "10.1.1.100" and "dbPassword" not in spec
+    # the check trusts the stack's public host keys and carries no private one
+    assert spec["sshHostPublicKeys"] == {h: _public(k) for h, k in mocks.host_keys.items()}
+    assert "sshHostKeys" not in spec
     assert not [s for s in FAKE_SECRETS.values() if s in json.dumps(inputs, default=str)]
     env = mon.raw_input("tier-check", "environment")
     assert is_secret(env["WEBHA_TIER_SECRETS"]) and not is_secret(env["WEBHA_TIER_DIGEST"])
@@ -276,3 +298,77 @@ def test_quiesce_runs_on_every_node_before_any_keepalived_config(graph):
     for apply in ("web01-keepalived", "web02-keepalived"):
         assert {"web01-keepalived-quiesce", "web02-keepalived-quiesce"} <= mon.command_deps(apply), apply
     assert is_secret(mon.raw_input("web01-keepalived-quiesce", "stdin"))
+
+
+# --------------------------------------------------------------------------- pinned host keys
+def _public(private: str) -> str:
+    from components.hostkeys import public_key
+
+    return public_key(private)
+
+
+def test_every_connection_pins_its_hosts_key(graph):
+    """Every remote command and copy, as the engine receives it, carries ``hostKey`` = the public
+    half of the stack's key of the host it connects to (no trust on first use anywhere)."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    by_ip = {str(vm.ip): _public(mocks.host_keys[name]) for name, vm in tier["vms"].items()}
+    remote = [n for n, r in mon.requests.items()
+              if r.type in ("command:remote:Command", "command:remote:CopyToRemote")]
+    assert len(remote) > 20
+    for name in remote:
+        conn = mon.raw_input(name, "connection")
+        conn = conn["value"] if is_secret(conn) else conn
+        assert conn.get("hostKey") == by_ip[conn["host"]], name
+
+
+def test_host_keys_are_secret_and_their_public_halves_outputs(graph):
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    privates = list(mocks.host_keys.values())
+    body = lambda k: k.split("\n")[1]  # a line of the key's base64, as any dump would hold it
+    for name, req in mon.requests.items():
+        plain = json.dumps(json_format.MessageToDict(req.object))
+        for key in privates:
+            if body(key) not in plain:
+                continue
+            # only inside a registered secret: the seed's user-data and the HostKey step's stdin
+            for field, value in json_format.MessageToDict(req.object).items():
+                if body(key) in json.dumps(value):
+                    assert is_secret(value), (name, field)
+    for host, key in mocks.host_keys.items():
+        assert is_secret(mon.raw_input(f"{host}-hostkey", "stdin")), host
+        user_data = mon.raw_input(f"{host}-seed", "userData")
+        assert is_secret(user_data) and body(key) in user_data["value"]
+    out = tier["outputs"]["sshHostKeys"]
+    assert out == {h: _public(k) for h, k in mocks.host_keys.items()}
+    assert not [k for k in privates if body(k) in json.dumps(tier["outputs"])]
+
+
+def test_cloud_init_installs_only_the_stacks_key(graph):
+    import yaml as _yaml
+
+    _, mocks, _ = graph
+    seeds = {r.name: r.inputs for r in mocks.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
+    for host, key in mocks.host_keys.items():
+        doc = _yaml.safe_load(seeds[f"{host}-seed"]["userData"]["value"])
+        assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
+        assert doc["ssh_keys"] == {"ed25519_private": key, "ed25519_public": _public(key)}
+
+
+def test_host_key_step_runs_before_anything_on_its_host(graph):
+    """The HostKey step (a local command: waits for the pinned key, installs a rotated one) runs
+    after its guest is created and before the host's first remote command."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    for host in tier["vms"]:
+        step = f"{host}-hostkey"
+        assert mon.requests[step].type == "command:local:Command"
+        assert f"{host}-domain" in mon.deps(step)
+        assert step in mon.deps(f"{host}-prep"), mon.deps(f"{host}-prep")
+        inputs = {r.name: r.inputs for r in mocks.of_type("command:local:Command")}[step]
+        assert " -m webha.hostkeys install --name " + host in inputs["create"]
+        assert inputs["addPreviousOutputInEnv"] is True
+        assert inputs["environment"]["WEBHA_HOST_KEY"] == _public(mocks.host_keys[host])
+        # the guest's id: a new guest runs the step again (waits for its cloud-init key)
+        assert inputs["triggers"] == [f"{host}-domain-id"]
