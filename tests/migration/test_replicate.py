@@ -1,0 +1,151 @@
+"""database.mode: replicate against two real MariaDB servers: the whole move while the shop's
+order path writes, a kill at each phase then a re-run, a failed verification that leaves the app
+on the source with the fence lifted, the source retired as database.sourceAfterMove says."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from components.topology import base_context
+from components.render import render
+
+from .helpers import DB_PASSWORD, ROOT, migrating, stack_config
+
+pytestmark = pytest.mark.migration
+
+WRITER = ROOT / "bench" / "order_writer.php"
+APP_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE, EXECUTE, CREATE TEMPORARY TABLES"
+
+
+@pytest.fixture
+def rep(mlab):
+    """The lab with a replicate-mode config, a fresh target and the course's shop on web01: its
+    database.php points at the local MariaDB (127.0.0.1) as the app user."""
+    cfg = stack_config(mode="replicate")
+    mlab.src.reset_retired()
+    mlab.tgt.init().start()
+    mlab.state = "fresh"
+    with migrating(mlab, cfg) as lab:
+        app_on_source(lab)
+        yield lab
+    mlab.state = "replicated"
+
+
+def app_on_source(lab) -> None:
+    lab.src.sql("SET SESSION sql_log_bin = 0;"
+                f"CREATE USER IF NOT EXISTS dsshop@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
+                f"GRANT {APP_PRIVILEGES} ON ds_shop.* TO dsshop@'127.0.0.1';")
+    php = render("app/application/database.php.j2", **base_context(lab.cfg), db_host="127.0.0.1",
+                 db_password=DB_PASSWORD)
+    path = lab.src.database_php
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(php)
+    path.chmod(0o640)
+
+
+class Writer:
+    """bench/order_writer.php on web01 at RATE orders/s until stopped; parses its acks."""
+
+    def __init__(self, lab, prefix: str, rate: int = 50):
+        self.lab, self.prefix = lab, prefix
+        self.stop_file = Path(lab.src.dir) / f"stop-{prefix}"
+        self.stop_file.unlink(missing_ok=True)
+        self.proc = lab.lab.popen(lab.source, ["php", str(WRITER), str(lab.src.database_php), str(rate),
+                                               "900", prefix, str(self.stop_file)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def stop(self) -> "Writer":
+        self.stop_file.touch()
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._t.join(5)
+        assert any(line.startswith("done ") for line in self.lines), (self.lines[-5:], self.proc.stderr.read())
+        return self
+
+    @property
+    def acked(self) -> set[str]:
+        return {line.split()[1] for line in self.lines if line.startswith("ack ")}
+
+    @property
+    def ack_times(self) -> list[float]:
+        return sorted(float(line.split()[3]) for line in self.lines if line.startswith("ack "))
+
+    def longest_gap(self) -> float:
+        t = self.ack_times
+        return max((b - a for a, b in zip(t, t[1:])), default=0.0)
+
+
+def orders(srv, prefix: str) -> set[str]:
+    return set(srv.value(f"SELECT order_no FROM ds_shop.orders WHERE order_no LIKE '{prefix}%'").split())
+
+
+def read_only(srv) -> str:
+    return srv.value("SELECT @@GLOBAL.read_only")
+
+
+def app_host(lab) -> str:
+    return re.search(r"'hostname' => '([^']*)'", lab.src.database_php.read_text()).group(1)
+
+
+def run_plan_ok(lab):
+    results = lab.run_plan()
+    for res in results:
+        assert res.returncode == 0, str(res)
+    return {r.step: r for r in results}
+
+
+def test_move_under_continuous_writes_loses_no_acknowledged_order(rep):
+    lab = rep
+    writer = Writer(lab, "M")
+    try:
+        time.sleep(1.0)
+        res = run_plan_ok(lab)
+        time.sleep(1.0)
+    finally:
+        writer.stop()
+    migrate = res["db-migrate"]
+    assert "restarting MariaDB once" in res["db-source-binlog"].stdout or "no restart" in res["db-source-binlog"].stdout
+    assert "starting at the snapshot GTID" in migrate.stdout and "fence on" in migrate.stdout
+    assert "switched" in migrate.stdout and "moved ds_shop to 10.1.1.12" in migrate.stdout
+    acked = writer.acked
+    assert len(acked) > 50, writer.lines[-5:]
+    # Every acknowledged order is on the target; the app now writes there, the source is fenced.
+    missing = acked - orders(lab.tgt, "M")
+    assert not missing, f"{len(missing)} acknowledged orders missing on the target: {sorted(missing)[:5]}"
+    assert app_host(lab) == "10.1.1.12"
+    assert read_only(lab.src) == "1"
+    assert "read-only" in res["db-source-retire"].stdout
+    # Replication removed on both sides; no lease left; the move is recorded.
+    assert lab.tgt.value("SHOW SLAVE STATUS") == ""
+    assert lab.src.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_repl'") == "0"
+    state = Path(lab.src.dir) / "state"
+    assert sorted(p.name for p in state.iterdir() if p.name != "fence.log") == ["moved-ds_shop"]
+    assert lab.tgt.value("SELECT state FROM webha_meta.migration") == "complete"
+    window = float(re.search(r"writes fenced for ([0-9.]+)s", migrate.stdout).group(1))
+    print(f"fence window {window:.3f}s, longest gap between acks {writer.longest_gap():.3f}s, "
+          f"{len(acked)} acked")
+    # Re-run after success: a verified no-op (no copy, no fence, no restart).
+    pid = lab.src.pid()
+    again = run_plan_ok(lab)
+    assert "already migrated" in again["db-migrate"].stdout
+    assert "streaming" not in again["db-migrate"].stdout and "fence on" not in again["db-migrate"].stdout
+    assert lab.src.pid() == pid and read_only(lab.src) == "1"
