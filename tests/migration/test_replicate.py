@@ -42,7 +42,9 @@ def rep(mlab):
 def app_on_source(lab) -> None:
     lab.src.sql("SET SESSION sql_log_bin = 0;"
                 f"CREATE USER IF NOT EXISTS dsshop@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
-                f"GRANT {APP_PRIVILEGES} ON ds_shop.* TO dsshop@'127.0.0.1';")
+                f"GRANT {APP_PRIVILEGES} ON ds_shop.* TO dsshop@'127.0.0.1';"
+                # every order takes one of goods 1 (a trigger keeps the stock): enough for all tests
+                "UPDATE ds_shop.goods SET stock = 100000000 WHERE id = 1;")
     php = render("app/application/database.php.j2", **base_context(lab.cfg), db_host="127.0.0.1",
                  db_password=DB_PASSWORD)
     path = lab.src.database_php
@@ -149,3 +151,100 @@ def test_move_under_continuous_writes_loses_no_acknowledged_order(rep):
     assert "already migrated" in again["db-migrate"].stdout
     assert "streaming" not in again["db-migrate"].stdout and "fence on" not in again["db-migrate"].stdout
     assert lab.src.pid() == pid and read_only(lab.src) == "1"
+
+
+def upto_migrate(lab) -> None:
+    """The plan's steps before db-migrate."""
+    for step in lab.steps():
+        if step.name == "db-migrate":
+            return
+        res = lab.run_step(step)
+        assert res.returncode == 0, str(res)
+
+
+def kill_migrate_at(lab, marker: str) -> str:
+    """Run db-migrate and SIGKILL its whole process group when its log prints ``marker``."""
+    proc = lab.popen_step(lab.step("db-migrate"))
+    out = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        out.append(line)
+        if marker in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline
+    proc.wait()
+    text = "".join(out)
+    assert marker in text, text + proc.stderr.read()
+    return text
+
+
+def wait_for(what, seconds: float = 5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.05)
+    return what()
+
+
+@pytest.mark.parametrize("phase,marker", [
+    ("before the fence", "replicating (run"),
+    ("during the fence", "fence on"),
+    ("after the switch", "switched "),
+])
+def test_killed_at_each_phase_then_rerun(rep, phase, marker):
+    lab = rep
+    upto_migrate(lab)
+    writer = Writer(lab, "K")
+    try:
+        time.sleep(0.5)
+        kill_migrate_at(lab, marker)
+        if phase == "after the switch":
+            # The app already writes to the target: the fence stays on the source.
+            assert app_host(lab) == "10.1.1.12"
+            time.sleep(1.0)
+            assert read_only(lab.src) == "1"
+        else:
+            # The lease's watchdog lifts a fence the dead run left at once; the app stays on the
+            # source and keeps writing there.
+            assert wait_for(lambda: read_only(lab.src) == "0", 3.0), "fence left on after the kill"
+            assert app_host(lab) == "127.0.0.1"
+            n = len(writer.acked)
+            assert wait_for(lambda: len(writer.acked) > n + 10, 5.0), ("the shop cannot write to the source", writer.lines[-5:])
+        res = run_plan_ok(lab)
+        assert "resuming the move" in res["db-migrate"].stdout
+        time.sleep(1.0)
+    finally:
+        writer.stop()
+    missing = writer.acked - orders(lab.tgt, "K")
+    assert not missing, f"{phase}: {len(missing)} acknowledged orders missing on the target"
+    assert app_host(lab) == "10.1.1.12" and read_only(lab.src) == "1"
+    assert lab.tgt.value("SHOW SLAVE STATUS") == ""
+    assert lab.tgt.value("SELECT state FROM webha_meta.migration") == "complete"
+
+
+def test_failed_verification_lifts_the_fence_and_keeps_the_app_on_the_source(rep):
+    lab = rep
+    upto_migrate(lab)
+    writer = Writer(lab, "V")
+    try:
+        kill_migrate_at(lab, "replicating (run")
+        # A difference replication will not repair (the target changed behind its back).
+        lab.tgt.sql("UPDATE ds_shop.categories SET sort = sort + 1000 WHERE id = 1")
+        res = lab.run_step(lab.step("db-migrate"))
+        assert res.returncode == 4, str(res)
+        assert "verification FAILED" in res.stderr and "`categories`" in res.stderr
+        assert "fence on" in res.stdout and "fence lifted" in res.stderr
+        assert read_only(lab.src) == "0" and app_host(lab) == "127.0.0.1"
+        n = len(writer.acked)
+        assert wait_for(lambda: len(writer.acked) > n + 10, 5.0), ("the shop cannot write to the source", writer.lines[-5:])
+        assert lab.tgt.value("SELECT state FROM webha_meta.migration") == "replicating"
+        # Repaired, the next plan run completes the move with nothing lost.
+        lab.tgt.sql("UPDATE ds_shop.categories SET sort = sort - 1000 WHERE id = 1")
+        run_plan_ok(lab)
+        time.sleep(1.0)
+    finally:
+        writer.stop()
+    assert not writer.acked - orders(lab.tgt, "V")
+    assert app_host(lab) == "10.1.1.12" and read_only(lab.src) == "1"
