@@ -7,22 +7,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from components.topology import base_context
-from components.render import render
+from webha.testbed.orders import OrderWriter, install_course_app, orders_on
 
-from .helpers import DB_PASSWORD, ROOT, migrating, stack_config
+from .helpers import DB_PASSWORD, migrating, stack_config
 
 pytestmark = pytest.mark.migration
 
-WRITER = ROOT / "bench" / "order_writer.php"
-APP_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE, EXECUTE, CREATE TEMPORARY TABLES"
 
 
 @pytest.fixture
@@ -34,70 +29,16 @@ def rep(mlab):
     mlab.tgt.init().start()
     mlab.state = "fresh"
     with migrating(mlab, cfg) as lab:
-        app_on_source(lab)
+        install_course_app(lab, DB_PASSWORD)
         yield lab
     mlab.state = "replicated"
 
 
-def app_on_source(lab) -> None:
-    lab.src.sql("SET SESSION sql_log_bin = 0;"
-                f"CREATE USER IF NOT EXISTS dsshop@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
-                f"GRANT {APP_PRIVILEGES} ON ds_shop.* TO dsshop@'127.0.0.1';"
-                # every order takes one of goods 1 (a trigger keeps the stock): enough for all tests
-                "UPDATE ds_shop.goods SET stock = 100000000 WHERE id = 1;")
-    php = render("app/application/database.php.j2", **base_context(lab.cfg), db_host="127.0.0.1",
-                 db_password=DB_PASSWORD)
-    path = lab.src.database_php
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(php)
-    path.chmod(0o640)
+def Writer(lab, prefix: str) -> OrderWriter:
+    return OrderWriter(lab, prefix, rate=50)
 
 
-class Writer:
-    """bench/order_writer.php on web01 at RATE orders/s until stopped; parses its acks."""
-
-    def __init__(self, lab, prefix: str, rate: int = 50):
-        self.lab, self.prefix = lab, prefix
-        self.stop_file = Path(lab.src.dir) / f"stop-{prefix}"
-        self.stop_file.unlink(missing_ok=True)
-        self.proc = lab.lab.popen(lab.source, ["php", str(WRITER), str(lab.src.database_php), str(rate),
-                                               "900", prefix, str(self.stop_file)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  start_new_session=True)
-        self.lines: list[str] = []
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    def stop(self) -> "Writer":
-        self.stop_file.touch()
-        try:
-            self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self._t.join(5)
-        assert any(line.startswith("done ") for line in self.lines), (self.lines[-5:], self.proc.stderr.read())
-        return self
-
-    @property
-    def acked(self) -> set[str]:
-        return {line.split()[1] for line in self.lines if line.startswith("ack ")}
-
-    @property
-    def ack_times(self) -> list[float]:
-        return sorted(float(line.split()[3]) for line in self.lines if line.startswith("ack "))
-
-    def longest_gap(self) -> float:
-        t = self.ack_times
-        return max((b - a for a, b in zip(t, t[1:])), default=0.0)
-
-
-def orders(srv, prefix: str) -> set[str]:
-    return set(srv.value(f"SELECT order_no FROM ds_shop.orders WHERE order_no LIKE '{prefix}%'").split())
+orders = orders_on
 
 
 def read_only(srv) -> str:
@@ -248,3 +189,19 @@ def test_failed_verification_lifts_the_fence_and_keeps_the_app_on_the_source(rep
         writer.stop()
     assert not writer.acked - orders(lab.tgt, "V")
     assert app_host(lab) == "10.1.1.12" and read_only(lab.src) == "1"
+
+
+def test_source_after_move_stopped_and_rerun_is_a_no_op(rep):
+    lab = rep
+    with migrating(lab, stack_config(mode="replicate", sourceAfterMove="stopped")):
+        res = run_plan_ok(lab)
+        assert "source MariaDB stopped" in res["db-source-retire"].stdout
+        assert lab.src.sql("SELECT 1", check=False).returncode != 0
+        assert app_host(lab) == "10.1.1.12"
+        # Re-run: nothing starts the source again, nothing is copied.
+        again = run_plan_ok(lab)
+        assert "not seeding" in again["db-seed-sample"].stdout
+        assert "source is retired" in again["db-source-binlog"].stdout
+        assert "the source is stopped: nothing to do" in again["db-migrate"].stdout
+        assert lab.src.sql("SELECT 1", check=False).returncode != 0
+    lab.src.reset_retired()
