@@ -94,8 +94,12 @@ class OrderWriter:
         return int(done[-1].split()[1]) if done else len(self.acked)
 
     def longest_gap(self, start: float = 0.0, end: float = float("inf")) -> float:
-        """Longest time between two acknowledged orders (from ``start`` to ``end``)."""
-        t = [x for x in self.ack_times if start <= x <= end]
+        """Longest time between two acknowledged orders from the last ack before ``start`` to
+        the first after ``end`` (a window with no ack at all counts in full)."""
+        times = self.ack_times
+        before = [x for x in times if x < start][-1:]
+        after = [x for x in times if x > end][:1]
+        t = before + [x for x in times if start <= x <= end] + after
         return max((b - a for a, b in zip(t, t[1:])), default=0.0)
 
 
