@@ -91,6 +91,10 @@ def one_move(lab: MigrationLab, mode: str, prefix: str, rate: float) -> dict:
         "move_s": t1 - t0,
         "fence_s": float(fence.group(1)) if fence else t1 - t0,
         "window_s": writer.longest_gap(t0, t1 + 3.0),
+        # where it was: seconds after db-migrate started, and before it ended (the switch is at
+        # its end; a gap elsewhere is the commit block or load, not the fence)
+        "gap_at_s": writer.longest_gap_at(t0, t1 + 3.0)[1] - t0,
+        "gap_before_end_s": t1 - writer.longest_gap_at(t0, t1 + 3.0)[1],
         "placed": writer.placed,
         "failed_orders": writer.placed - len(acked),
         "failed_attempts": writer.errors,

@@ -93,6 +93,13 @@ class OrderWriter:
         done = [line for line in self.lines if line.startswith("done ")]
         return int(done[-1].split()[1]) if done else len(self.acked)
 
+    def longest_gap_at(self, start: float = 0.0, end: float = float("inf")) -> tuple[float, float]:
+        """(length, time of the ack that opened it) of the longest gap, as :meth:`longest_gap`."""
+        times = self.ack_times
+        t = [x for x in times if x < start][-1:] + [x for x in times if start <= x <= end] + \
+            [x for x in times if x > end][:1]
+        return max(((b - a, a) for a, b in zip(t, t[1:])), default=(0.0, start))
+
     def longest_gap(self, start: float = 0.0, end: float = float("inf")) -> float:
         """Longest time between two acknowledged orders from the last ack before ``start`` to
         the first after ``end`` (a window with no ack at all counts in full)."""
