@@ -33,11 +33,20 @@ The steps (``seed-sample`` only when ``database.seedSample``):
 name                    host      template                        stdin (NAME=value lines)
 ======================  ========  ==============================  ===================================
 db-seed-sample          source    db/seed-sample.sh.j2            (none)
+db-source-binlog        source    db/source-binlog.sh.j2          (none)   [replicate mode only]
 db-migrate-credential   source    db/migrate-credential.sh.j2     (none); stdout: MIGRATE_VERIFIER
 db-target-prepare       target    db/target-prepare.sh.j2         APP_PASSWORD, MIGRATE_VERIFIER
-db-migrate              source    db/migrate.sh.j2                (none)
+db-migrate              source    db/migrate.sh.j2                (none); replicate: DATABASE_PHP_B64
 db-target-finish        target    db/target-finish.sh.j2          (none)
+db-source-retire        source    db/source-retire.sh.j2          (none)
 ======================  ========  ==============================  ===================================
+
+``database.mode: replicate`` (docs/migration.md): db-source-binlog enables binary logging on the
+source before the move (one measured restart only when it is off); db-migrate then copies at a
+GTID, makes the target a replica, verifies at one GTID, fences the source (read_only, under a
+lease), switches the source host's database.php (``DATABASE_PHP_B64``: :func:`database_php`, the
+web step's render(), base64 on one line) and removes replication. db-source-retire applies
+``database.sourceAfterMove`` once the move is recorded on the source.
 
 ``APP_PASSWORD`` is ``dbPassword`` (the same value database.php gets). The migration account's
 password is random, made on the source host by ``db-migrate-credential`` on every plan run and kept
