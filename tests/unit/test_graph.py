@@ -76,12 +76,15 @@ def is_secret(value) -> bool:
     return isinstance(value, dict) and value.get(SPECIAL_SIG_KEY) == SECRET_SIG
 
 
-@pytest.fixture(scope="module", params=["dev", "local"])
+@pytest.fixture(scope="module", params=["dev", "local", "local-replicate"])
 def graph(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("graph")
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{request.param}.yaml")
+    stack, _, variant = request.param.partition("-")
+    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    if variant == "replicate":  # database.mode: replicate (issue 10)
+        raw["database"] = {**raw.get("database", {}), "mode": "replicate"}
     raw["ssh"]["privateKeyPath"] = str(key)
     # The image files are checked at preview when libvirt is local: stand-ins that exist.
     for field in ("source", "kernel", "initrd"):
@@ -94,7 +97,7 @@ def graph(request, tmp_path_factory):
     pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in [*FAKE_SECRETS, "sshHostKeys"]])
     mocks = Recorder()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="webha", stack=request.param, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="webha", stack=stack, preview=False, monitor=monitor)
     from components.program import build
 
     tier = build()
@@ -106,7 +109,7 @@ def graph(request, tmp_path_factory):
     settle()
     mocks.monitor = monitor
     mocks.host_keys = raw["sshHostKeys"]
-    return request.param, mocks, tier
+    return stack, mocks, tier
 
 
 def test_three_domains_with_addresses(graph):
@@ -366,3 +369,19 @@ def test_host_key_step_runs_before_anything_on_its_host(graph):
         assert inputs["environment"]["WEBHA_HOST_KEY"] == _public(mocks.host_keys[host])
         # the guest's id: a new guest runs the step again (waits for its cloud-init key)
         assert inputs["triggers"] == [f"{host}-domain-id"]
+
+
+def test_replicate_mode_restart_step_is_its_own_resource_before_the_move(graph):
+    """database.mode: replicate: binary logging on the source is a named step of its own, before
+    any step of the move (so `pulumi preview` lists it); db-migrate gets the switched
+    database.php as a secret on stdin. Snapshot mode has no such step."""
+    _, mocks, tier = graph
+    names = [s.command._name for s in tier["migration"].steps]
+    mon = mocks.monitor
+    if tier["config"].database.mode == "snapshot":
+        assert "db-source-binlog" not in names
+        return
+    assert names.index("db-source-binlog") < names.index("db-migrate-credential")
+    assert "db-source-binlog" in mon.command_deps("db-migrate-credential")
+    assert names[-1] == "db-source-retire"
+    assert is_secret(mon.raw_input("db-migrate", "stdin"))
