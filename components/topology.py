@@ -105,6 +105,7 @@ def base_context(cfg: StackConfig, paths: Optional[Paths] = None) -> dict:
             "allowed_ips": [mysql_pattern_to_cidr(p) for p in allowed],
             "source_ip": str(cfg.host(cfg.database.source_host).ip),
             "target_ip": str(cfg.host(cfg.database.target_host).ip),
+            "mode": cfg.database.mode,
         },
         "packages": cfg.packages.model_dump(),
         "vrrp": {

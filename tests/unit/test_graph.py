@@ -109,10 +109,14 @@ def build_graph(stack: str, tmp, raw: dict | None = None):
     return mocks, tier
 
 
-@pytest.fixture(scope="module", params=["dev", "local"])
+@pytest.fixture(scope="module", params=["dev", "local", "local-replicate"])
 def graph(request, tmp_path_factory):
-    mocks, tier = build_graph(request.param, tmp_path_factory.mktemp("graph"))
-    return request.param, mocks, tier
+    stack, _, variant = request.param.partition("-")
+    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    if variant == "replicate":  # database.mode: replicate (issue 10)
+        raw["database"] = {**raw.get("database", {}), "mode": "replicate"}
+    mocks, tier = build_graph(stack, tmp_path_factory.mktemp("graph"), raw)
+    return stack, mocks, tier
 
 
 def test_three_domains_with_addresses(graph):
@@ -372,3 +376,19 @@ def test_host_key_step_runs_before_anything_on_its_host(graph):
         assert inputs["environment"]["WEBHA_HOST_KEY"] == _public(mocks.host_keys[host])
         # the guest's id: a new guest runs the step again (waits for its cloud-init key)
         assert inputs["triggers"] == [f"{host}-domain-id"]
+
+
+def test_replicate_mode_restart_step_is_its_own_resource_before_the_move(graph):
+    """database.mode: replicate: binary logging on the source is a named step of its own, before
+    any step of the move (so `pulumi preview` lists it); db-migrate gets the switched
+    database.php as a secret on stdin. Snapshot mode has no such step."""
+    _, mocks, tier = graph
+    names = [s.command._name for s in tier["migration"].steps]
+    mon = mocks.monitor
+    if tier["config"].database.mode == "snapshot":
+        assert "db-source-binlog" not in names
+        return
+    assert names.index("db-source-binlog") < names.index("db-migrate-credential")
+    assert "db-source-binlog" in mon.command_deps("db-migrate-credential")
+    assert names[-1] == "db-source-retire"
+    assert is_secret(mon.raw_input("db-migrate", "stdin"))
