@@ -141,6 +141,7 @@ def keepalived_context(
         "strict": v.strict,
         "auth_type": v.auth_type,
         "garp_master_delay": v.garp_master_delay,
+        "realtime": v.realtime,
         "check": {
             "interval": format(hc.interval.normalize(), "f"),
             "timeout": format(hc.timeout.normalize(), "f"),
@@ -148,6 +149,9 @@ def keepalived_context(
             "rise": hc.rise,
             "weight": hc.weight,
             "track_process": hc.track_process,
+            "track_file": hc.track_file,
+            # 1 = nginx exited, 0 = running: written by nginx-exit.sh, read by keepalived.
+            "exit_file": f"{ctx['paths']['state_dir']}/nginx.exit",
         },
     }
     return ctx

@@ -161,4 +161,6 @@ KEEPALIVED_FILES = (
     "release-vip.sh",
     "systemd-override.conf",
     "tmpfiles.conf",
+    "nginx-exit.sh",
+    "nginx-override.conf",
 )

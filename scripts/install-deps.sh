@@ -15,6 +15,8 @@ PKGS=(
   # e2e tier: libvirt + TCG guests (libvirt starts any network only with dnsmasq present), the guest image builder, the cloud-init seed ISO
   libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 qemu-utils mmdebstrap genisoimage
   openssh-client e2fsprogs
+  # bench/soak.py: CPU and I/O stress on the lab host while keepalived idles (issue 13)
+  stress-ng
 )
 # cloud-init is installed for its schema checker; it must never configure this machine at boot.
 mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled

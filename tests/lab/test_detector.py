@@ -1,0 +1,79 @@
+"""The nginx crash detector that works in the lab and on the VMs (issue 13): nginx's service
+manager writes its exit into a file keepalived tracks (vrrp_track_file, read on inotify), and
+keepalived's VRRP process on real-time scheduling with its memory locked.
+
+On the VMs the writer is nginx.service's ExecStopPost (templates/keepalived/nginx-override.conf.j2);
+in the lab it is the stand-in for that unit (templates/lab/nginx-service.sh.j2), running the same
+nginx-exit.sh. No timing is asserted: the check script runs once a minute here, so a VIP that
+moves within seconds moved because of the tracked file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.lab.test_failover import one_holder
+from webha.drill import LabCluster
+
+pytestmark = pytest.mark.lab
+
+# The check script (the only other detector in the lab) every 60 s, after a first success.
+SLOW_CHECK = {"vrrp": {"healthCheck": {"interval": 60, "timeout": 2, "fall": 1, "rise": 1}}}
+
+
+def exit_file(lab, node: str) -> Path:
+    return Path(lab.paths(node).state_dir) / "nginx.exit"
+
+
+def test_nginx_exit_moves_the_vip_without_the_check_script(make_lab):
+    lab = make_lab(SLOW_CHECK)
+    one_holder(lab, "web01")
+    assert exit_file(lab, "web01").read_text().strip() == "0"  # ExecStartPost: running
+    LabCluster(lab).kill_nginx("web01")
+    # Far inside the check's 60 s: only the tracked file can have moved it.
+    one_holder(lab, "web02", timeout=10)
+    assert exit_file(lab, "web01").read_text().strip() == "1"  # ExecStopPost: exited
+    assert "tracked file nginx_exit now FAULT state" in lab.log("web01")
+    lab.start_nginx("web01")
+    assert exit_file(lab, "web01").read_text().strip() == "0"
+    lab.wait(lambda: "nginx_exit leaving FAULT state" in lab.log("web01"), 10,
+             "web01 to leave FAULT once nginx runs again")
+    one_holder(lab, "web02", settle=1.0)  # nopreempt: web02 keeps it
+
+
+def test_without_the_tracked_file_the_slow_check_alone_does_not_move_it(make_lab):
+    """The control: the same lab with trackFile off keeps the VIP on web01 (nginx dead) for the
+    whole check interval - what the test above would see if the tracked file did nothing."""
+    lab = make_lab({**SLOW_CHECK, "vrrp": {**SLOW_CHECK["vrrp"],
+                                           "healthCheck": {**SLOW_CHECK["vrrp"]["healthCheck"],
+                                                           "trackFile": False}}})
+    one_holder(lab, "web01")
+    assert "vrrp_track_file" not in open(lab.layouts["web01"].keepalived_conf).read()
+    LabCluster(lab).kill_nginx("web01")
+    time.sleep(5.0)
+    assert lab.vip_holders() == ["web01"]  # nginx is dead, nobody noticed yet
+    assert "FAULT" not in lab.log("web01")
+
+
+def _vrrp_child(lab, node: str) -> str:
+    return Path(lab.layouts[node].vrrp_pid).read_text().strip()
+
+
+@pytest.mark.parametrize("realtime", [True, False], ids=["realtime", "normal"])
+def test_vrrp_process_realtime_and_locked(make_lab, realtime):
+    """vrrp_rt_priority / vrrp_no_swap reach the kernel: SCHED_RR and locked memory (VmLck)."""
+    lab = make_lab({"vrrp": {"realtime": realtime}})
+    lab.wait_single_holder(10)
+    for node in lab.web_names:
+        pid = _vrrp_child(lab, node)
+        policy = lab.hosts[node].run(["chrt", "-p", pid], check=True).stdout
+        status = lab.hosts[node].run(["cat", f"/proc/{pid}/status"], check=True).stdout
+        locked = int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmLck:")))
+        if realtime:
+            assert "SCHED_RR" in policy and "priority: 50" in policy, policy
+            assert locked > 0, status
+        else:
+            assert "SCHED_OTHER" in policy and locked == 0, (policy, status)
