@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.config import parse_config  # noqa: E402
-from webha.drill import LabCluster, run_drill, single_holder  # noqa: E402
+from webha.drill import INJECTED, LabCluster, run_drill, single_holder  # noqa: E402
 from webha.testbed import netns  # noqa: E402
 from webha.testbed.lab import HaLab  # noqa: E402
 from webha.stackfile import FAKE_SECRETS, _merge, parse_overrides, read_stack_values  # noqa: E402
@@ -211,6 +211,8 @@ def _bench_lab(lab, name, cfg, scenarios, runs, rng, observe, quiet) -> dict:
                 "expected": res.expected, "http_s": res.http_moved_s, "vip_s": res.vip_moved_s,
                 "failed": res.failed, "sent": res.sent, "flaps": res.flaps,
                 "idle_s": round(res.fault_at - idle_from, 3),
+                # How long the fault command itself took (the fault lies inside this window).
+                "inject_s": round(next(t for t, e in res.events if e == INJECTED) - res.fault_at, 4),
                 "idle_transitions": [[round(t, 3), n, s] for t, n, s in false],
                 "verdict": res.failures(),
             }
@@ -245,6 +247,7 @@ def summary(rows: list[dict]) -> dict:
         "idle_transitions": sum(len(r["idle_transitions"]) for r in rows),
         "idle_total_s": round(sum(r["idle_s"] for r in rows), 1),
         "failed_verdicts": sum(1 for r in rows if r["verdict"]),
+        "inject_max_s": max((r.get("inject_s", 0) for r in rows), default=None),
     }
 
 
@@ -297,6 +300,26 @@ def plot(results: dict[str, dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def merge(paths: list[Path], plot_path: Path | None) -> int:
+    """Reports of separate runs (e.g. one process per settings column) as one table and plot."""
+    results: dict = {}
+    notes = []
+    for path in paths:
+        rep = json.loads(path.read_text())
+        results.update(rep["runs_detail"])
+        for name, desc in rep["settings"].items():
+            print(f"{name}: {desc}")
+        notes.append(f"{'/'.join(rep['settings'])}: seed {rep['seed']}, {rep['runs']} runs, load "
+                     f"{rep['loadavg_before'][0]:.1f}->{rep['loadavg_after'][0]:.1f}")
+    print()
+    print(table(results))
+    print("\n" + "; ".join(notes))
+    if plot_path:
+        plot(results, plot_path, "; ".join(notes) + f"; {os.cpu_count()} CPUs")
+        print(f"plot: {plot_path}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
@@ -310,7 +333,11 @@ def main() -> int:
                     help="at least this many quiet seconds before each fault (false-transition watch)")
     ap.add_argument("--json", type=Path, default=REPORT / "failover-latest.json")
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG of the distributions")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="REPORT",
+                    help="no runs: the table (and --plot) of these JSON reports together")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge, args.plot)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)

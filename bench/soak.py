@@ -124,9 +124,10 @@ def main() -> int:
                 out, _ = proc.communicate(timeout=10)
             report["stress_output"] = out[-2000:]
             keep_logs(lab, name)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nseed {seed}; report: {args.json}")
+            # Also after a failure: what was measured up to it.
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+            print(f"\nseed {seed}; report: {args.json}")
     return 0
 
 

@@ -44,6 +44,7 @@ DESCRIPTIONS = {
     "firewall does: split-brain drill",
 }
 NFT_TABLE = "webha_drill"
+INJECTED = "fault command returned"
 
 
 class DrillError(RuntimeError):
@@ -447,6 +448,8 @@ def run_drill(
             for node in cluster.web_names:
                 cluster.block_vrrp(node)
             restore = lambda: [cluster.unblock_vrrp(n) for n in cluster.web_names]  # noqa: E731
+        # The fault happened between fault_at and now (the command's own start-up on a busy host).
+        events.append((time.time(), INJECTED))
         if scenario == "vrrp-block":
             try:
                 wait_until(lambda: len(cluster.holders()) > 1, observe + 5, "a second VIP holder")
