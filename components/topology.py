@@ -145,6 +145,10 @@ def keepalived_context(
         "check": {
             "interval": format(hc.interval.normalize(), "f"),
             "timeout": format(hc.timeout.normalize(), "f"),
+            # keepalived's limit on the script: curl's (timeout) + 1 s for the script's own start on
+            # a busy node. A script keepalived kills counts as FAULT at once, whatever fall says
+            # (keepalived 2.2.7, seen in bench/soak.py); one that exits 1 counts towards fall.
+            "script_timeout": format((hc.timeout + 1).normalize(), "f"),
             "fall": hc.fall,
             "rise": hc.rise,
             "weight": hc.weight,
