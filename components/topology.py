@@ -146,8 +146,8 @@ def keepalived_context(
             "interval": format(hc.interval.normalize(), "f"),
             "timeout": format(hc.timeout.normalize(), "f"),
             # keepalived's limit on the script: curl's (timeout) + 1 s for the script's own start on
-            # a busy node. A script keepalived kills counts as FAULT at once, whatever fall says
-            # (keepalived 2.2.7, seen in bench/soak.py); one that exits 1 counts towards fall.
+            # a busy node. With both at 1 s, every false transition of bench/soak.py's first run
+            # was a check keepalived killed (`timed_out`) while nginx was fine.
             "script_timeout": format((hc.timeout + 1).normalize(), "f"),
             "fall": hc.fall,
             "rise": hc.rise,
