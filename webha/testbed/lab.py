@@ -100,7 +100,8 @@ def lab_config(cfg: StackConfig) -> tuple[StackConfig, list[str]]:
     vrrp = cfg.vrrp.model_copy(update={"health_check": hc.model_copy(update={"track_process": False})})
     return cfg.model_copy(update={"vrrp": vrrp}), [
         "vrrp.healthCheck.trackProcess: true -> false (no proc connector outside the initial "
-        "network namespace; nginx crashes are caught by check_nginx)"
+        "network namespace; nginx crashes are caught by the tracked file (trackFile, when on) "
+        "and check_nginx)"
     ]
 
 
