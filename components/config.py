@@ -346,9 +346,10 @@ class VrrpConfig(_Model):
     strict: bool = False
     auth_type: Literal["none", "PASS"] = "none"
     garp_master_delay: int = Field(default=1, ge=0, le=255)
-    # keepalived's VRRP process on SCHED_RR with its memory locked (vrrp_rt_priority,
-    # vrrp_no_swap): adverts of 0.1 s go out on time on a busy or swapping node.
-    realtime: bool = True
+    # keepalived's VRRP process on SCHED_RR (vrrp_rt_priority). Off: keepalived 2.2.7 SIGKILLs
+    # its real-time VRRP process on every reload (RLIMIT_RTTIME) and the VIP moves (lab test).
+    # Its memory is always locked (vrrp_no_swap).
+    realtime: bool = False
     health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
 
     @field_validator("virtual_router_id")
