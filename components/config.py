@@ -37,7 +37,7 @@ _SHELL_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+=-]*)?$")
 # Keys whose value is a structure (object or list): the only ones JSON-parsed when read from the
 # Pulumi config. Every other key (the secrets above all) is taken as the literal string it is.
-STRUCTURED_KEYS = ("libvirt", "network", "image", "ssh", "hosts", "vrrp", "database", "app", "packages")
+STRUCTURED_KEYS = ("libvirt", "network", "image", "ssh", "hosts", "vrrp", "database", "app", "packages", "dns")
 # What keepalived 2.2.7's config reader does to a word (measured with `keepalived -d`, see
 # tests/render/test_render.py): `$NAME`/`${...}` and its built-ins $_RANDOM, $_PWD, $_HASH, $_BANG
 # are expanded, whitespace splits, '#' and '!' start a comment, '"' quotes, '{' and '}' are tokens.
@@ -475,6 +475,63 @@ class PackagesConfig(_Model):
         return None if v is None else _check_url(v)
 
 
+class DnsConfig(_Model):
+    """What the ``dns`` stack output (schemas/webha.dns.v1.json) publishes for DNS pipelines.
+
+    Names stay hostnames (no wildcard, no underscore): the ownership TXT records live at
+    ``_webha-owner.<name>``, a label no hostname can take, so they never collide with a record.
+    """
+
+    # The forward zone; default: network.domain. Every published name must lie inside it.
+    zone: Optional[str] = None
+    # The service name (app.serverName) and extraNames point at the VIP: short, so a moved VIP
+    # (a new stack config, not a failover: the VIP itself moves between nodes) is seen soon.
+    service_ttl: int = Field(default=60, ge=1, le=604800)
+    host_ttl: int = Field(default=3600, ge=1, le=604800)
+    # More names for the VIP, e.g. www.shop.itcast.cn (fully qualified, inside the zone).
+    extra_names: list[str] = Field(default_factory=list)
+    # PTR records for the hosts and the VIP in the network's in-addr.arpa zone.
+    reverse: bool = False
+    # Who owns the records (the ownership TXT's webha/owner=); default: <project>/<stack>.
+    owner: Optional[str] = None
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_fqdn(v)
+
+    @field_validator("extra_names")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        out = []
+        for i, name in enumerate(v):
+            try:
+                out.append(_check_fqdn(name))
+            except ValueError as exc:
+                raise ValueError(f"[{i}]: {exc}") from None
+        dupes = sorted({n for n in out if out.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate {', '.join(dupes)}")
+        return out
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", v):
+            raise ValueError(f"{v!r} must be 1-63 of [A-Za-z0-9._/-] (it goes into a TXT value as "
+                             "owner=...: no ',', '=', quotes or spaces)")
+        return v
+
+
+def _in_zone(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+# The ownership TXT of a name is _webha-owner.<name>: the name must leave room for that label.
+DNS_OWNER_LABEL = "_webha-owner"
+_DNS_NAME_MAX = 253 - len(DNS_OWNER_LABEL) - 1
+
+
 class StackConfig(_Model):
     libvirt: LibvirtConfig = Field(default_factory=LibvirtConfig)
     network: NetworkConfig
@@ -485,6 +542,7 @@ class StackConfig(_Model):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     app: AppConfig = Field(default_factory=AppConfig)
     packages: PackagesConfig = Field(default_factory=PackagesConfig)
+    dns: DnsConfig = Field(default_factory=DnsConfig)
     db_password: SecretStr
     vrrp_auth_pass: Optional[SecretStr] = None
 
@@ -592,7 +650,40 @@ class StackConfig(_Model):
                 )
         elif auth is not None:
             raise ValueError("vrrpAuthPass: set but vrrp.authType is none")
+        self._dns_names()
         return self
+
+    def _dns_names(self) -> None:
+        """Every name the ``dns`` output publishes lies in the zone, fits an ownership TXT and has
+        one owner: the VIP's names never collide with a host's A record."""
+        zone = self.dns_zone
+        source = "dns.zone" if self.dns.zone else "network.domain; set dns.zone for another zone"
+        named = [("app.serverName", self.app.server_name)]
+        named += [(f"hosts[{i}].fqdn", h.fqdn) for i, h in enumerate(self.hosts)]
+        named += [(f"dns.extraNames[{i}]", n) for i, n in enumerate(self.dns.extra_names)]
+        for field, name in named:
+            if not _in_zone(name, zone):
+                raise ValueError(f"{field}: {name} is not inside the DNS zone {zone} ({source})")
+            if len(name) > _DNS_NAME_MAX:
+                raise ValueError(f"{field}: {name} is longer than {_DNS_NAME_MAX} characters "
+                                 f"(its ownership TXT {DNS_OWNER_LABEL}.{name} must fit 253)")
+        hosts = {h.fqdn: f"hosts[{i}].fqdn" for i, h in enumerate(self.hosts)}
+        if self.app.server_name in hosts:
+            raise ValueError(f"app.serverName: {self.app.server_name} is also {hosts[self.app.server_name]}: "
+                             "one name cannot point at both the VIP and a host")
+        for i, name in enumerate(self.dns.extra_names):
+            if name in hosts:
+                raise ValueError(f"dns.extraNames[{i}]: {name} is {hosts[name]}: "
+                                 "one name cannot point at both the VIP and a host")
+            if name == self.app.server_name:
+                raise ValueError(f"dns.extraNames[{i}]: {name} is app.serverName (published already)")
+        if self.dns.reverse and self.network.cidr.prefixlen < 8:
+            raise ValueError(f"dns.reverse: network.cidr {self.network.cidr} is wider than a /8: "
+                             "no single in-addr.arpa zone holds it")
+
+    @property
+    def dns_zone(self) -> str:
+        return self.dns.zone or self.network.domain
 
     def host(self, name: str) -> HostConfig:
         return next(h for h in self.hosts if h.name == name)
@@ -631,7 +722,7 @@ def format_errors(exc: ValidationError) -> str:
             where, msg = f"{NAMESPACE}:{msg.split(': ', 1)[0]}", msg.split(": ", 1)[1]
         elif path and ": " in msg and re.match(r"^[A-Za-z.\[\]0-9]+: ", msg):
             sub, msg = msg.split(": ", 1)
-            where = f"{NAMESPACE}:{path}.{sub}"
+            where = f"{NAMESPACE}:{path}{'' if sub.startswith('[') else '.'}{sub}"
         lines.append(f"{where}: {msg}")
     return "\n".join(lines)
 

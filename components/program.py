@@ -116,8 +116,8 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         depends_on=ha.last,
     )
 
-    outputs = stack_outputs(cfg)
+    outputs = stack_outputs(cfg, pulumi.get_project(), stack)
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return {"outputs": outputs, "vms": vms, "prep": prep, "migration": migration, "webs": webs, "ha": ha,
+    return {"config": cfg, "outputs": outputs, "vms": vms, "prep": prep, "migration": migration, "webs": webs, "ha": ha,
             "check": check}

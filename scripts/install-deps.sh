@@ -15,6 +15,8 @@ PKGS=(
   # e2e tier: libvirt + TCG guests (libvirt starts any network only with dnsmasq present), the guest image builder, the cloud-init seed ISO
   libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 qemu-utils mmdebstrap genisoimage
   openssh-client e2fsprogs
+  # dns tier: named-checkzone, a PowerDNS server (started by the tests on loopback only)
+  bind9-utils pdns-server pdns-backend-sqlite3
   # bench/soak.py: CPU and I/O stress on the lab host while keepalived idles (issue 13)
   stress-ng
 )
@@ -31,6 +33,13 @@ if ((${#missing[@]})); then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   log "Debian packages: all present"
+fi
+
+# pdns-server's package starts a server on port 53 of every address where systemd runs: it
+# would take the port from libvirt's dnsmasq. The dns tier starts its own on loopback.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet pdns.service 2>/dev/null; then
+  log "disabling the packaged pdns.service"
+  systemctl disable --now pdns.service
 fi
 
 id -u keepalived_script >/dev/null 2>&1 ||

@@ -54,14 +54,16 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ]; then
 fi
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
-# stack_config STACK: this machine's runtime stack file for STACK, rebuilt from the committed one.
-# It lives in a scratch project ($WEBHA_STATE/project: Pulumi.yaml only) because `pulumi stack
-# init` writes the new salt into the project's stack file and takes no --config-file.
+# stack_config STACK [DIR]: this machine's runtime stack file for STACK of the Pulumi project in
+# DIR (relative to the repository; default: webha itself), rebuilt from the committed one.
+# It lives in a scratch project ($WEBHA_STATE/project[-DIR]: Pulumi.yaml only) because `pulumi
+# stack init` writes the new salt into the project's stack file and takes no --config-file.
 stack_config() {
-  local project="$WEBHA_STATE/project"
+  local dir=${2:-.}
+  local project="$WEBHA_STATE/project${2:+-${2//\//-}}"
   install -d -m 0700 "$project" "$project/stacks"
-  cp -f "$WEBHA_ROOT/Pulumi.yaml" "$project/Pulumi.yaml"
-  (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.localstack "stacks/Pulumi.$1.yaml" \
+  cp -f "$WEBHA_ROOT/$dir/Pulumi.yaml" "$project/Pulumi.yaml"
+  (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.localstack "$dir/stacks/Pulumi.$1.yaml" \
     "$project/stacks/Pulumi.$1.yaml") >&2
   printf '%s\n' "$project/stacks/Pulumi.$1.yaml"
 }

@@ -1,4 +1,4 @@
-"""``python -m webha SUBCOMMAND``: lab, drills, the split-brain detector and the tier check.
+"""``python -m webha SUBCOMMAND``: lab, drills, the split-brain detector, the tier check, DNS export.
 
 Subcommands register themselves in :data:`COMMANDS` (name -> (add_arguments, run)); add one by
 writing the two functions and one line at the bottom.
@@ -190,11 +190,25 @@ def lab_run(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- dns
+def dns_args(p: argparse.ArgumentParser) -> None:
+    from .dns.cli import add_arguments
+
+    add_arguments(p)
+
+
+def dns_run(args) -> int:
+    from .dns.cli import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "drill": ("run failover drills and print a report", drill_args, drill_run),
     "splitbrain": ("is the VIP on more than one node, and why", splitbrain_args, splitbrain_run),
     "lab": ("namespace lab with real keepalived and nginx", lab_args, lab_run),
     "verify": ("is the deployed tier healthy (the post-condition of pulumi up)", verify_args, verify_run),
+    "dns": ("the stack's dns output as octoDNS/BIND/external-dns/PowerDNS records", dns_args, dns_run),
 }
 
 

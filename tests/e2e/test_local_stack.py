@@ -233,6 +233,30 @@ def test_02_up(env, checkout):
     REPORT["up_ok"] = True
 
 
+def test_02c_dns_consumer_writes_the_zone_from_the_stack(env, checkout, up):
+    """consumers/dns-octodns reads the deployed stack through a StackReference (same backend and
+    passphrase as the README's scripts) and writes an octoDNS zone that octoDNS loads, with the
+    VIP; it equals what `stack output --json | python -m webha dns` makes; destroy removes it."""
+    from octodns.provider.yaml import YamlProvider
+    from octodns.zone import Zone
+
+    res, secs = script(env, checkout, "dns-octodns-local.sh", "up", "--yes", "--skip-preview")
+    REPORT["dns_consumer_up_s"] = secs
+    zones = checkout / "consumers" / "dns-octodns" / "zones"
+    zone = Zone("itcast.cn.", [])
+    YamlProvider("consumer", str(zones), escaped_semicolons=False).populate(zone, lenient=False)
+    records = {(r.name, r._type): r for r in zone.records}
+    assert records[("shop", "A")].values == [VIP] and records[("shop", "A")].ttl == 60
+    assert records[("web02", "A")].values == ["10.1.1.13"]
+    assert "heritage=webha,webha/owner=webha/local" in records[("_webha-owner.shop", "TXT")].values[0]
+    outputs = plocal(env, checkout, "stack", "output", "--json").stdout
+    direct = sh([str(checkout / ".venv" / "bin" / "python"), "-m", "webha", "dns", "--format", "octodns"],
+                env, cwd=checkout, input=outputs).stdout
+    assert (zones / "itcast.cn.yaml").read_text() == direct
+    script(env, checkout, "dns-octodns-local.sh", "destroy", "--yes", "--skip-preview")
+    assert not (zones / "itcast.cn.yaml").exists()
+
+
 def secret_values(env, checkout) -> dict[str, str]:
     return {k: plocal(env, checkout, "config", "get", k).stdout.strip() for k in ("dbPassword", "vrrpAuthPass")}
 

@@ -222,6 +222,51 @@ BAD = [
     ("weight-too-small", lambda r: r["vrrp"].update(preempt=True, healthCheck={"weight": -20}),
      "webha:vrrp.healthCheck.weight", "cannot move the VIP (150-20"),
     ("no-db-host", _set("hosts.1.role", "web"), "webha:hosts[1].priority", "required"),
+    # issue 12: the dns output's names, zone and TTLs
+    ("dns-zone-not-suffix", _set("dns.zone", "example.com"), "webha:app.serverName",
+     "shop.itcast.cn is not inside the DNS zone example.com (dns.zone)"),
+    ("dns-zone-parent-label", _set("dns.zone", "tcast.cn"), "webha:app.serverName",
+     "shop.itcast.cn is not inside the DNS zone tcast.cn (dns.zone)"),
+    ("dns-host-outside-default-zone", lambda r: r.update(dns={}, hosts=[
+        {**r["hosts"][0], "fqdn": "web01.example.com"}, *r["hosts"][1:]]), "webha:hosts[0].fqdn",
+     "web01.example.com is not inside the DNS zone itcast.cn (network.domain; set dns.zone"),
+    ("dns-service-outside-default-zone", lambda r: r.update(dns={}, app={**r["app"], "serverName": "shop.example.com"}),
+     "webha:app.serverName", "shop.example.com is not inside the DNS zone itcast.cn (network.domain"),
+    ("dns-zone-misses-host", _set("hosts.0.fqdn", "web01.example.com"), "webha:hosts[0].fqdn",
+     "web01.example.com is not inside the DNS zone itcast.cn (dns.zone)"),
+    ("dns-zone-trailing-dot", _set("dns.zone", "itcast.cn."), "webha:dns.zone", "not a valid hostname"),
+    ("dns-zone-leading-dot", _set("dns.zone", ".itcast.cn"), "webha:dns.zone", "not a valid hostname"),
+    ("dns-zone-dotdot", _set("dns.zone", "itcast..cn"), "webha:dns.zone", "not a valid hostname"),
+    ("dns-zone-space", _set("dns.zone", "itcast cn"), "webha:dns.zone", "not a valid hostname"),
+    ("dns-extra-space", _set("dns", {"extraNames": ["www.itcast.cn", "a b.itcast.cn"]}),
+     "webha:dns.extraNames[1]", "not a valid hostname"),
+    ("dns-extra-cjk", _set("dns", {"extraNames": ["网站.itcast.cn"]}), "webha:dns.extraNames[0]", "not a valid hostname"),
+    ("dns-extra-dotdot", _set("dns", {"extraNames": ["www..itcast.cn"]}), "webha:dns.extraNames[0]", "not a valid hostname"),
+    ("dns-extra-leading-dot", _set("dns", {"extraNames": [".itcast.cn"]}), "webha:dns.extraNames[0]", "not a valid hostname"),
+    ("dns-extra-wildcard", _set("dns", {"extraNames": ["*.shop.itcast.cn"]}), "webha:dns.extraNames[0]", "not a valid hostname"),
+    ("dns-extra-underscore", _set("dns", {"extraNames": ["_webha-owner.shop.itcast.cn"]}), "webha:dns.extraNames[0]",
+     "not a valid hostname"),
+    ("dns-extra-outside", _set("dns", {"extraNames": ["www.example.com"]}), "webha:dns.extraNames[0]",
+     "not inside the DNS zone itcast.cn"),
+    ("dns-extra-is-host", _set("dns", {"extraNames": ["web02.itcast.cn"]}), "webha:dns.extraNames[0]",
+     "is hosts[2].fqdn"),
+    ("dns-extra-is-service", _set("dns", {"extraNames": ["shop.itcast.cn"]}), "webha:dns.extraNames[0]",
+     "is app.serverName"),
+    ("dns-extra-dupe", _set("dns", {"extraNames": ["www.itcast.cn", "WWW.itcast.cn"]}), "webha:dns.extraNames",
+     "duplicate www.itcast.cn"),
+    ("dns-extra-too-long", _set("dns", {"extraNames": [".".join(["a" * 60] * 4) + ".itcast.cn"]}),
+     "webha:dns.extraNames[0]", "ownership TXT _webha-owner."),
+    ("dns-service-is-host", _set("app.serverName", "web01.itcast.cn"), "webha:app.serverName", "is also hosts[0].fqdn"),
+    ("dns-service-ttl-0", _set("dns", {"serviceTtl": 0}), "webha:dns.serviceTtl", "greater than or equal to 1"),
+    ("dns-service-ttl-negative", _set("dns", {"serviceTtl": -60}), "webha:dns.serviceTtl", "greater than or equal to 1"),
+    ("dns-host-ttl-huge", _set("dns", {"hostTtl": 2**31}), "webha:dns.hostTtl", "less than or equal to 604800"),
+    ("dns-host-ttl-text", _set("dns", {"hostTtl": "1h"}), "webha:dns.hostTtl", "integer"),
+    ("dns-owner-comma", _set("dns", {"owner": "team,heritage=x"}), "webha:dns.owner", "no ','"),
+    ("dns-owner-quote", _set("dns", {"owner": 'a"b'}), "webha:dns.owner", "[A-Za-z0-9._/-]"),
+    ("dns-reverse-wide", lambda r: r.update(dns={"reverse": True}, network={**r["network"], "cidr": "10.0.0.0/7",
+                                                                           "gateway": "10.1.1.1"}),
+     "webha:dns.reverse", "wider than a /8"),
+    ("dns-unknown-key", _set("dns", {"ttl": 60}), "webha:dns.ttl", "Extra inputs"),
 ]
 
 
@@ -363,6 +408,7 @@ ssh.user ssh.privateKeyPath ssh.port hosts.2.name hosts.0.fqdn hosts.0.ip hosts.
 hosts.0.memory hosts.0.vcpus hosts.0.priority vrrp.vip vrrp.virtualRouterId vrrp.advertInt
 vrrp.garpMasterDelay vrrp.authType database.name database.appUser database.sourceHost
 database.targetHost app.root app.databasePhp app.serverName app.httpPort vrrpAuthPass
+dns.zone dns.serviceTtl dns.hostTtl dns.owner
 """.split()
 
 
@@ -374,7 +420,7 @@ def _sweep_cases():
     for path in SWEEP_FIELDS:
         for value in HOSTILE:
             yield pytest.param(path, _named(path), value, id=f"{path}={value!r}")
-    for path in ("network.dns", "database.allowedHosts"):
+    for path in ("network.dns", "database.allowedHosts", "dns.extraNames"):
         for value in HOSTILE:
             yield pytest.param(path, f"webha:{path}", [value], id=f"{path}=[{value!r}]")
     for sub in ("interval", "timeout", "fall", "rise", "weight"):
@@ -387,10 +433,17 @@ def _sweep_cases():
 SWEEP_VALID = {
     ("libvirt.pool", "-1"), ("libvirt.pool", "99999999999"), ("network.name", "-1"),
     ("network.name", "99999999999"), ("network.interface", "99999999999"),
-    ("network.domain", "99999999999"), ("hosts.2.name", "99999999999"), ("app.serverName", "99999999999"),
+    ("network.domain", "99999999999"), ("hosts.2.name", "99999999999"), ("dns.owner", "99999999999"),
     # keepalived keeps these literally (tests/render test_auth_pass_is_literal_in_keepalived).
     ("vrrpAuthPass", "a'b"), ("vrrpAuthPass", "[1]"), ("vrrpAuthPass", "-1"), ("vrrpAuthPass", "a;b"),
     ("vrrpAuthPass", "../x"),
+}
+
+
+# Valid alone, refused with another field: the error names the field the value collides with.
+SWEEP_NAMED_ELSEWHERE = {
+    # a zone that holds none of the names: refused at the first name outside it ("... (dns.zone)")
+    ("dns.zone", "99999999999"): "webha:app.serverName",
 }
 
 
@@ -407,5 +460,8 @@ def test_hostile_input_refused_naming_the_field(path, field, value):
     with pytest.raises(ConfigError) as exc:
         parse(raw)
     msg = str(exc.value)
+    if isinstance(value, str) and (path, value) in SWEEP_NAMED_ELSEWHERE:
+        field = SWEEP_NAMED_ELSEWHERE[(path, value)]
+        assert path in msg, msg
     assert any(line.startswith((f"{field}:", f"{field}[", f"{field}.")) for line in msg.splitlines()), msg
     assert TEST_SECRETS["dbPassword"] not in msg

@@ -234,6 +234,20 @@ def test_outputs_json_friendly(graph):
     assert out["vrrp"]["mode"] == "nopreempt" and out["vrrp"]["virtualRouterId"] == 51
 
 
+def test_dns_output_registered_is_the_contract(graph):
+    """The `dns` stack output as the program exported it: webha.dns/v1, owned by webha/<stack>."""
+    from components.outputs import dns_records
+    from webha.dns.contract import validate
+
+    stack, _, tier = graph
+    exported = pulumi.runtime.settings.get_root_resource().outputs["dns"]
+    validate(exported)
+    assert exported["owner"] == f"webha/{stack}"
+    assert exported == dns_records(tier["config"], "webha", stack)
+    service = [r for r in exported["zones"][0]["records"] if r["role"] == "service"]
+    assert [(r["fqdn"], r["values"], r["ttl"]) for r in service] == [("shop.itcast.cn", ["10.1.1.100"], 60)]
+
+
 def test_tier_check_runs_last_and_carries_no_secret(graph):
     """The post-condition of `up` runs after every keepalived start, on this machine, with the
     config (no secret) on stdin; its re-run digest of the secrets is registered as a secret."""
