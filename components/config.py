@@ -338,8 +338,9 @@ class VrrpConfig(_Model):
     vip: ipaddress.IPv4Address
     virtual_router_id: int = 51
     version: Literal[2, 3] = 3
-    # 0.1 s: a silent death is noticed after 3 x 0.1 + skew = 0.36 s (bench/failover.py, README).
-    advert_int: Decimal = Decimal("0.1")
+    # 0.2 s: a silent death is noticed after 3 x 0.2 + skew = 0.72 s. 0.1 s (0.36 s) flapped
+    # under stress without a real-time VRRP process (bench/soak.py, README Figures).
+    advert_int: Decimal = Decimal("0.2")
     preempt: bool = False
     preempt_delay: Optional[int] = Field(default=None, ge=0, le=1000)
     unicast: bool = True

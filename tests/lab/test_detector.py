@@ -85,7 +85,7 @@ def test_reload_keeps_the_holder_and_the_vrrp_process(make_lab):
     change, and keepalived 2.2.7 SIGKILLs its SCHED_RR VRRP process during the reload ("has
     rlimit_rttime been exceeded?", also with vrrp_rlimit_rttime 1 s); the new one starts as
     BACKUP and the VIP moves. With the defaults, five reloads change nothing."""
-    lab = make_lab(fast=False)  # the dev stack as it is: the defaults, 0.1 s adverts
+    lab = make_lab(fast=False)  # the dev stack as it is: the defaults, 0.2 s adverts
     one_holder(lab, "web01", settle=1.0)
     before = {n: _vrrp_child(lab, n) for n in lab.web_names}
     for _ in range(5):
