@@ -30,14 +30,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "webha"
-SECRET_KEYS = ("dbPassword", "vrrpAuthPass")
+SECRET_KEYS = ("dbPassword", "vrrpAuthPass", "sshHostKeys")
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SHELL_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+=-]*)?$")
 # Keys whose value is a structure (object or list): the only ones JSON-parsed when read from the
 # Pulumi config. Every other key (the secrets above all) is taken as the literal string it is.
-STRUCTURED_KEYS = ("libvirt", "network", "image", "ssh", "hosts", "vrrp", "database", "app", "packages", "dns")
+# sshHostKeys is a map of secrets (set with `pulumi config set --secret --path sshHostKeys.HOST`):
+# the engine hands it over as one JSON object, marked secret as a whole.
+STRUCTURED_KEYS = ("libvirt", "network", "image", "ssh", "hosts", "vrrp", "database", "app", "packages", "dns",
+                   "sshHostKeys")
 # What keepalived 2.2.7's config reader does to a word (measured with `keepalived -d`, see
 # tests/render/test_render.py): `$NAME`/`${...}` and its built-ins $_RANDOM, $_PWD, $_HASH, $_BANG
 # are expanded, whitespace splits, '#' and '!' start a comment, '"' quotes, '{' and '}' are tokens.
@@ -402,6 +405,13 @@ class DatabaseConfig(_Model):
     target_host: str = "mysql01"
     # Test stacks only: load the sample shop into the source when it has no ds_shop yet.
     seed_sample: bool = False
+    # How the data moves (docs/migration.md): ``snapshot`` = one verified consistent copy (writes
+    # after it stay on the source); ``replicate`` = copy at a GTID position, mysql01 replicates
+    # web01 until a short write fence, verified, then the app on the source host is switched.
+    mode: Literal["snapshot", "replicate"] = "snapshot"
+    # What happens to the source database once the move is complete (issue 15): ``readOnly``
+    # (read_only=1, kept across restarts) or ``stopped`` (MariaDB stopped and disabled).
+    source_after_move: Literal["readOnly", "stopped"] = "readOnly"
 
     @field_validator("name", "app_user")
     @classmethod
@@ -546,6 +556,21 @@ class StackConfig(_Model):
     dns: DnsConfig = Field(default_factory=DnsConfig)
     db_password: SecretStr
     vrrp_auth_pass: Optional[SecretStr] = None
+    # Host -> the guest's SSH host private key (OpenSSH, ed25519); see components/hostkeys.py.
+    # Optional here (the lab and the tier check need none); the program requires it.
+    ssh_host_keys: Optional[dict[str, SecretStr]] = None
+
+    @field_validator("ssh_host_keys")
+    @classmethod
+    def _host_keys(cls, v: Optional[dict[str, SecretStr]]) -> Optional[dict[str, SecretStr]]:
+        from .hostkeys import HostKeyError, public_key
+
+        for name, key in (v or {}).items():
+            try:
+                public_key(key.get_secret_value())
+            except HostKeyError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return v
 
     @field_validator("db_password")
     @classmethod
@@ -651,8 +676,25 @@ class StackConfig(_Model):
                 )
         elif auth is not None:
             raise ValueError("vrrpAuthPass: set but vrrp.authType is none")
+        if self.ssh_host_keys is not None:
+            extra = sorted(set(self.ssh_host_keys) - set(names))
+            if extra:
+                raise ValueError(f"sshHostKeys: {', '.join(extra)} is not a host of `hosts`")
         self._dns_names()
         return self
+
+    def host_public_keys(self) -> dict[str, str]:
+        """Host -> ``ssh-ed25519 AAAA...``, made from the secret private keys (never stored)."""
+        from .hostkeys import public_key
+
+        keys = self.ssh_host_keys or {}
+        missing = [h.name for h in self.hosts if h.name not in keys]
+        if missing:
+            raise ConfigError("\n".join(
+                f"{NAMESPACE}:sshHostKeys.{n}: missing (a secret: `python -m webha.hostkeys generate | "
+                f"pulumi config set --secret --path sshHostKeys.{n}`; scripts/up-local.sh makes them)"
+                for n in missing))
+        return {h.name: public_key(keys[h.name].get_secret_value()) for h in self.hosts}
 
     def _dns_names(self) -> None:
         """Every name the ``dns`` output publishes lies in the zone, fits an ownership TXT and has

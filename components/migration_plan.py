@@ -33,11 +33,20 @@ The steps (``seed-sample`` only when ``database.seedSample``):
 name                    host      template                        stdin (NAME=value lines)
 ======================  ========  ==============================  ===================================
 db-seed-sample          source    db/seed-sample.sh.j2            (none)
+db-source-binlog        source    db/source-binlog.sh.j2          (none)   [replicate mode only]
 db-migrate-credential   source    db/migrate-credential.sh.j2     (none); stdout: MIGRATE_VERIFIER
 db-target-prepare       target    db/target-prepare.sh.j2         APP_PASSWORD, MIGRATE_VERIFIER
-db-migrate              source    db/migrate.sh.j2                (none)
+db-migrate              source    db/migrate.sh.j2                (none); replicate: DATABASE_PHP_B64
 db-target-finish        target    db/target-finish.sh.j2          (none)
+db-source-retire        source    db/source-retire.sh.j2          (none)
 ======================  ========  ==============================  ===================================
+
+``database.mode: replicate`` (docs/migration.md): db-source-binlog enables binary logging on the
+source before the move (one measured restart only when it is off); db-migrate then copies at a
+GTID, makes the target a replica, verifies at one GTID, fences the source (read_only, under a
+lease), switches the source host's database.php (``DATABASE_PHP_B64``: :func:`database_php`, the
+web step's render(), base64 on one line) and removes replication. db-source-retire applies
+``database.sourceAfterMove`` once the move is recorded on the source.
 
 ``APP_PASSWORD`` is ``dbPassword`` (the same value database.php gets). The migration account's
 password is random, made on the source host by ``db-migrate-credential`` on every plan run and kept
@@ -63,6 +72,8 @@ Real guests use :func:`default_runtime` (Debian: ``/run/mysqld/mysqld.sock``,
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
@@ -101,6 +112,12 @@ class DbRuntime:
     restart_command: str = "systemctl restart mariadb"
     # Where the migrate step keeps its credentials file and work files (mode 0700 dir).
     tmp_dir: str = "/dev/shm"
+    # database.sourceAfterMove: stopped -> how to stop the source for good (run by bash -c).
+    stop_command: str = "systemctl disable --now mariadb"
+    # Survives reboots and a stopped MariaDB: the fence lease and the "moved" record of the source.
+    state_dir: str = "/var/lib/webha/db"
+    # The app's database.php on this host ("" = app.databasePhp): replicate mode switches it.
+    database_php: str = ""
 
 
 def default_runtime(os_family: str) -> DbRuntime:
@@ -120,9 +137,24 @@ class Step:
     outputs: tuple[str, ...] = ()
 
 
+def database_php(cfg: StackConfig, password: str) -> str:
+    """The app's database.php pointing at the target: the same render() the web step uses."""
+    ctx = base_context(cfg)
+    return render("app/application/database.php.j2", **ctx, db_host=ctx["database"]["target_ip"],
+                  db_password=password)
+
+
 def secret_values(cfg: StackConfig) -> dict[str, str]:
-    """Every secret from the stack config a step may ask for, by name."""
-    return {"APP_PASSWORD": cfg.db_password.get_secret_value()}
+    """Every secret from the stack config a step may ask for, by name. ``DATABASE_PHP_B64``: the
+    switched database.php (it holds the password) in base64, one line, for replicate mode."""
+    pw = cfg.db_password.get_secret_value()
+    return {"APP_PASSWORD": pw,
+            "DATABASE_PHP_B64": base64.b64encode(database_php(cfg, pw).encode()).decode()}
+
+
+def server_id(ip: str) -> int:
+    """A replication server_id per host: its IPv4 address as a number (distinct per host)."""
+    return int(ipaddress.IPv4Address(ip))
 
 
 def step_outputs(step: Step, stdout: Optional[str], strict: bool = True) -> dict[str, str]:
@@ -160,6 +192,23 @@ def migration_settings(cfg: StackConfig, runtime: DbRuntime, **overrides) -> dic
         "compress": False,
         "no_autocommit": False,
         "local": asdict(runtime),
+        # replicate mode (docs/migration.md "Replicate mode")
+        "mode": cfg.database.mode,
+        "source_after_move": cfg.database.source_after_move,
+        "repl_user": "webha_repl",
+        "source_dropin_name": "61-webha-source.cnf",
+        "retired_dropin_name": "62-webha-retired.cnf",
+        "source_server_id": server_id(str(cfg.host(cfg.database.source_host).ip)),
+        "target_server_id": server_id(str(cfg.host(cfg.database.target_host).ip)),
+        # Catch-up: the replica must apply what the source committed within lag_gate s (checked
+        # with MASTER_GTID_WAIT) before the fence; give up after catchup_timeout s.
+        "lag_gate": 1,
+        "catchup_timeout": 600,
+        # The fence (read_only=1 on the source): the replica must reach the fenced GTID within
+        # fence_wait s; the lease lifts the fence fence_lease s after it was set (or at once when
+        # the run dies), unless the run claimed it for the switch.
+        "fence_wait": 10,
+        "fence_lease": 30,
     }
     settings.update(overrides)
     return settings
@@ -192,13 +241,20 @@ def migration_steps(
     if db.seed_sample:
         steps.append(step("db-seed-sample", db.source_host, "db/seed-sample.sh.j2",
                           seed={"rows": seed_rows, "shopdata_py": SHOPDATA.read_text()}))
+    if db.mode == "replicate":
+        # Binary logging + server_id on the source, a restart only when they are off: its own
+        # resource, so `pulumi preview` shows it before anything moves.
+        steps.append(step("db-source-binlog", db.source_host, "db/source-binlog.sh.j2"))
+    replicate = db.mode == "replicate"
     steps += [
         step("db-migrate-credential", db.source_host, "db/migrate-credential.sh.j2",
              outputs=("MIGRATE_VERIFIER",)),
         step("db-target-prepare", db.target_host, "db/target-prepare.sh.j2",
              ("APP_PASSWORD", "MIGRATE_VERIFIER")),
-        step("db-migrate", db.source_host, "db/migrate.sh.j2"),
+        step("db-migrate", db.source_host, "db/migrate.sh.j2",
+             ("DATABASE_PHP_B64",) if replicate else ()),
         step("db-target-finish", db.target_host, "db/target-finish.sh.j2"),
+        step("db-source-retire", db.source_host, "db/source-retire.sh.j2"),
     ]
     return steps
 
@@ -245,7 +301,7 @@ def template_contexts(cfg: StackConfig) -> dict[str, dict]:
     ``db/lib.sh.j2`` is a partial: it renders with any step's context.
     """
     steps = migration_steps(cfg.model_copy(update={"database": cfg.database.model_copy(
-        update={"seed_sample": True})}))
+        update={"seed_sample": True, "mode": "replicate"})}))
     out = {s.template: s.context for s in steps}
-    out["db/lib.sh.j2"] = steps[2].context
+    out["db/lib.sh.j2"] = out["db/target-prepare.sh.j2"]
     return out

@@ -15,6 +15,7 @@ import pulumi_libvirt as libvirt
 
 from .config import ConfigError, StackConfig, load_stack_config
 from .database import DatabaseMigration
+from .hostkey_step import HostKey
 from .network import Network
 from .outputs import stack_outputs
 from .remote import RemoteStep, connection
@@ -44,6 +45,10 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         except ConfigError as exc:
             raise pulumi.RunError(f"invalid stack config:\n{exc}") from None
     private_key, public_key = read_ssh_key(cfg)
+    try:
+        host_keys = cfg.host_public_keys()
+    except ConfigError as exc:
+        raise pulumi.RunError(f"invalid stack config:\n{exc}") from None
     stack = pulumi.get_stack()
 
     provider = libvirt.Provider("libvirt", uri=cfg.libvirt.uri)
@@ -71,28 +76,39 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
             host,
             base,
             net.id,
-            user_data=render(
+            # Secret as a whole: it carries the guest's SSH host private key.
+            user_data=pulumi.Output.secret(render(
                 "cloud-init/user-data.yaml.j2",
                 **ctx,
                 etc_hosts=etc_hosts,
                 firewall=firewall,
                 ssh_user=cfg.ssh.user,
                 ssh_public_key=public_key,
-            ),
+                host_key_private=cfg.ssh_host_keys[host.name].get_secret_value(),
+                host_key_public=host_keys[host.name],
+            )),
             meta_data=render("cloud-init/meta-data.yaml.j2", **ctx, instance_key=stack),
             network_config=render("cloud-init/network-config.yaml.j2", **ctx, mac=mac_for(host.ip)),
             provider=provider,
         )
 
+    # The key each guest must answer with: installed at first boot by cloud-init, at a rotation
+    # by its HostKey step (components/hostkey_step.py), which every other step on the host follows.
+    host_key_steps = {
+        h.name: HostKey(f"{h.name}-hostkey", cfg, h, cfg.ssh_host_keys[h.name], host_keys[h.name],
+                        vms[h.name].domain)
+        for h in cfg.hosts
+    }
     conns = {
-        h.name: connection(str(h.ip), cfg.ssh.user, cfg.ssh.port, private_key) for h in cfg.hosts
+        h.name: connection(str(h.ip), cfg.ssh.user, cfg.ssh.port, private_key, host_keys[h.name])
+        for h in cfg.hosts
     }
     prep = {
         h.name: RemoteStep(
             f"{h.name}-prep",
             conns[h.name],
             render("scripts/host-prep.sh.j2", **host_context(cfg, h)),
-            depends_on=[vms[h.name].domain],
+            depends_on=[vms[h.name].domain, host_key_steps[h.name].command],
         )
         for h in cfg.hosts
     }
@@ -113,11 +129,15 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         step_digests=[s.digest for s in steps],
         secrets=[db_password, *([auth_pass] if auth_pass is not None else [])],
         domain_ids=[vm.domain.id for vm in vms.values()],
+        host_keys=host_keys,
         depends_on=ha.last,
     )
 
     outputs = stack_outputs(cfg, pulumi.get_project(), stack)
+    # Public halves only: what known_hosts files are made of (components/hostkeys.py).
+    outputs["sshHostKeys"] = host_keys
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return {"config": cfg, "outputs": outputs, "vms": vms, "prep": prep, "migration": migration, "webs": webs, "ha": ha,
+    return {"config": cfg, "outputs": outputs, "vms": vms, "host_keys": host_key_steps, "prep": prep,
+            "migration": migration, "webs": webs, "ha": ha,
             "check": check}

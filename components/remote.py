@@ -30,13 +30,17 @@ def staging_dir(step: str) -> str:
     return f"{STAGING_DIR}/{step}"
 
 
-def connection(host_ip: str, user: str, port: int, private_key: pulumi.Input[str]) -> remote.ConnectionArgs:
-    """SSH to a guest; retried for a few minutes because TCG guests boot slowly."""
+def connection(
+    host_ip: str, user: str, port: int, private_key: pulumi.Input[str], host_key: str
+) -> remote.ConnectionArgs:
+    """SSH to a guest that must answer with ``host_key`` (its pinned public key, no trust on first
+    use); retried for a few minutes because TCG guests boot slowly."""
     return remote.ConnectionArgs(
         host=host_ip,
         user=user,
         port=port,
         private_key=private_key,
+        host_key=host_key,
         dial_error_limit=120,
         per_dial_timeout=10,
     )

@@ -27,20 +27,16 @@ from .config import StackConfig
 from .render import digest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_FIELDS = {"db_password", "vrrp_auth_pass"}
+HOST_KEYS_FIELD = "sshHostPublicKeys"
+SECRET_FIELDS = {"db_password", "vrrp_auth_pass", "ssh_host_keys"}
 
 
-def check_spec(cfg: StackConfig) -> str:
-    """The stack config as the check reads it: JSON, secrets left out (the check needs none)."""
-    return json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS), sort_keys=True)
-
-
-def known_hosts_path(cfg: StackConfig, stack: str, domain_ids: Sequence[str]) -> str:
-    """The check's own known_hosts, next to the stack's SSH key: one per stack and set of guests
-    (new guests make new host keys; a reboot keeps them). Trust on first use until host keys are
-    pinned (see README "Known limits")."""
-    return str(Path(cfg.ssh.private_key_path).parent
-               / f"known_hosts.{stack}.{digest(' '.join(domain_ids))}")
+def check_spec(cfg: StackConfig, host_keys: dict[str, str]) -> str:
+    """The stack config as the check reads it: JSON, secrets left out (the check needs none), plus
+    the guests' public host keys (``sshHostPublicKeys``: the check trusts these and no other)."""
+    spec = cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS)
+    spec[HOST_KEYS_FIELD] = dict(host_keys)
+    return json.dumps(spec, sort_keys=True)
 
 
 class TierCheck(pulumi.ComponentResource):
@@ -52,15 +48,17 @@ class TierCheck(pulumi.ComponentResource):
         step_digests: Sequence[str],
         secrets: Sequence[pulumi.Output[str]],
         domain_ids: Sequence[pulumi.Output[str]],
+        host_keys: dict[str, str],
         depends_on: Sequence[pulumi.Resource] = (),
         deadline_s: int = 120,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("webha:index:TierCheck", name, None, opts)
-        spec = check_spec(cfg)
-        create = pulumi.Output.all(*domain_ids).apply(lambda ids: shlex.join([
-            sys.executable, "-m", "webha", "verify", "--config-json", "-",
-            "--known-hosts", known_hosts_path(cfg, stack, ids), "--deadline", str(deadline_s)]))
+        spec = check_spec(cfg, host_keys)
+        create = shlex.join([sys.executable, "-m", "webha", "verify", "--config-json", "-",
+                             "--deadline", str(deadline_s)])
+        # New guests re-run the check (their host keys are the same: the stack's).
+        domains = pulumi.Output.all(*domain_ids).apply(lambda ids: digest(" ".join(ids)))
         secret_digest = pulumi.Output.secret(
             pulumi.Output.all(*secrets).apply(lambda xs: digest("\0".join(xs))))
         self.command = local.Command(
@@ -71,6 +69,7 @@ class TierCheck(pulumi.ComponentResource):
             environment={
                 "WEBHA_TIER_DIGEST": digest(spec + "".join(step_digests)),
                 "WEBHA_TIER_SECRETS": secret_digest,
+                "WEBHA_TIER_DOMAINS": domains,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )

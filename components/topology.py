@@ -28,6 +28,11 @@ class Paths:
     # Survives reboots (unlike state_dir): keepalived had its ordered first start on this node.
     keepalived_started: str = "/var/lib/webha/keepalived.started"
     script_user: str = "keepalived_script"
+    # The event reader (templates/keepalived/webha-events.py.j2): keepalived's notify FIFO in, an
+    # ordered JSON-lines log and the node exporter's textfile metrics out.
+    keepalived_pid: str = "/run/keepalived.pid"
+    events_log: str = "/var/lib/webha/events.jsonl"
+    metrics_dir: str = "/var/lib/prometheus/node-exporter"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +105,7 @@ def base_context(cfg: StackConfig, paths: Optional[Paths] = None) -> dict:
             "allowed_ips": [mysql_pattern_to_cidr(p) for p in allowed],
             "source_ip": str(cfg.host(cfg.database.source_host).ip),
             "target_ip": str(cfg.host(cfg.database.target_host).ip),
+            "mode": cfg.database.mode,
         },
         "packages": cfg.packages.model_dump(),
         "vrrp": {

@@ -56,7 +56,7 @@ class VirtualMachine(pulumi.ComponentResource):
         host: HostConfig,
         base_volume: libvirt.Volume,
         network_id: pulumi.Input[str],
-        user_data: str,
+        user_data: pulumi.Input[str],
         meta_data: str,
         network_config: str,
         provider: libvirt.Provider,
@@ -81,7 +81,9 @@ class VirtualMachine(pulumi.ComponentResource):
             user_data=user_data,
             meta_data=meta_data,
             network_config=network_config,
-            opts=child,
+            # Same ISO name: the old one goes first. The domain is updated in place (the
+            # provider swaps the CD-ROM): a changed seed never replaces a guest.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         img = cfg.image
         self.domain = libvirt.Domain(

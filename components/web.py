@@ -163,4 +163,7 @@ KEEPALIVED_FILES = (
     "tmpfiles.conf",
     "nginx-exit.sh",
     "nginx-override.conf",
+    "webha-events.py",
+    "vip-held.sh",
+    "webha-events.service",
 )

@@ -33,6 +33,7 @@ PACKAGES=(
   sudo rsync locales
   keepalived nginx-light php-fpm php-mysql mariadb-server mariadb-client
   nftables iproute2 iputils-ping curl procps less ca-certificates
+  prometheus-node-exporter
 )
 IMAGE_SIZE=${WEBHA_IMAGE_SIZE:-4G}
 CMDLINE="root=/dev/vda rw console=ttyS0 net.ifnames=0"

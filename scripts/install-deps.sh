@@ -10,6 +10,8 @@ PKGS=(
   # lab / render / migration tiers: the real daemons and checkers
   keepalived nginx-light nftables iproute2 curl php-cli php-mysql shellcheck
   mariadb-server mariadb-client procps psmisc
+  # lab tier: the web nodes' metrics (webha-events.py writes, the node exporter serves)
+  prometheus-node-exporter
   # render tier: `cloud-init schema` checks the user-data (only the tool: see below)
   cloud-init
   # e2e tier: libvirt + TCG guests (libvirt starts any network only with dnsmasq present), the guest image builder, the cloud-init seed ISO

@@ -94,4 +94,23 @@ ensure_local_stack() {
         lpulumi config set --secret "$key" >&2
     fi
   done
+  # Each guest's SSH host key, made once per stack (components/hostkeys.py): on stdin, never argv.
+  local host
+  for host in $("$WEBHA_ROOT/.venv/bin/python" -m webha.hostkeys hosts "$WEBHA_STACK_CONFIG"); do
+    if ! lpulumi config get --path "sshHostKeys.$host" >/dev/null 2>&1; then
+      elog "generating the SSH host key of $host"
+      (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.hostkeys generate) |
+        lpulumi config set --secret --path "sshHostKeys.$host" >&2
+    fi
+  done
+}
+
+# write_known_hosts: the local stack's pinned host keys (stack output sshHostKeys) as a known_hosts
+# file for `python -m webha drill|splitbrain --target ssh --known-hosts ...` and plain ssh.
+write_known_hosts() {
+  WEBHA_KNOWN_HOSTS="$WEBHA_STATE/known_hosts.local"
+  export WEBHA_KNOWN_HOSTS
+  lpulumi stack output --json |
+    (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.hostkeys known-hosts "$WEBHA_KNOWN_HOSTS")
+  elog "pinned host keys: $WEBHA_KNOWN_HOSTS"
 }

@@ -8,4 +8,5 @@ source "$(dirname "$0")/local-env.sh"
 ensure_local_stack
 elog "pulumi up (stack local, config $WEBHA_STACK_CONFIG)"
 lpulumi up --yes --skip-preview "$@"
+write_known_hosts
 lpulumi stack output --json

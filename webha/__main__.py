@@ -41,7 +41,11 @@ def _cluster(args, cfg):
     from .testbed.lab import HaLab
 
     if args.target == "ssh":
-        return SshCluster(cfg), None
+        if not args.known_hosts:
+            raise SystemExit("--target ssh needs --known-hosts PATH: the stack's pinned host keys "
+                             "(scripts/up-local.sh writes $WEBHA_STATE/known_hosts.local; or "
+                             "`pulumi stack output --json | python -m webha.hostkeys known-hosts PATH`)")
+        return SshCluster(cfg, known_hosts=args.known_hosts), None
     if args.lab:
         lab = HaLab.attach(cfg, args.lab)
         return LabCluster(lab), None  # not ours: left running
@@ -53,6 +57,8 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=("lab", "ssh"), default="lab",
                    help="lab: namespaces on this machine (default); ssh: the deployed hosts")
     p.add_argument("--lab", metavar="PREFIX", help="use a lab kept by `lab up` instead of a new one")
+    p.add_argument("--known-hosts", metavar="PATH",
+                   help="with --target ssh: the stack's pinned host keys (StrictHostKeyChecking=yes)")
 
 
 # --------------------------------------------------------------------------- drill
@@ -65,6 +71,8 @@ def drill_args(p: argparse.ArgumentParser) -> None:
                    help="repeatable; run in order")
     p.add_argument("--observe", type=float, default=4.0, help="seconds to watch after the fault")
     p.add_argument("--rate", type=float, default=50.0, help="client requests per second")
+    p.add_argument("--out", metavar="DIR",
+                   help="write each drill's timeline (drill-SCENARIO.json) and picture (.png) here")
 
 
 def drill_run(args) -> int:
@@ -81,6 +89,13 @@ def drill_run(args) -> int:
             for scenario in args.scenario:
                 res = run_drill(cluster, scenario, observe=args.observe, rate=args.rate)
                 print(res.text())
+                if args.out:
+                    from .drillplot import write
+
+                    target = "the VMs over SSH" if args.target == "ssh" else "the namespace lab"
+                    js, png = write(res, Path(args.out),
+                                    f"drill {scenario} on {target}: {res.description}")
+                    print(f"   timeline: {js}\n   picture:  {png}")
                 print()
                 failed |= bool(res.failures())
         except DrillError as exc:
@@ -123,25 +138,36 @@ def splitbrain_run(args) -> int:
 def verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-json", required=True, metavar="FILE_OR_-",
                    help='StackConfig.model_dump(mode="json", by_alias=True) without the secrets; - = stdin')
-    p.add_argument("--known-hosts", metavar="PATH",
-                   help="SSH UserKnownHostsFile (StrictHostKeyChecking=accept-new)")
     p.add_argument("--deadline", type=float, default=30.0, metavar="SECONDS",
                    help="retry the checks until they pass or this many seconds passed (default 30)")
 
 
 def verify_run(args) -> int:
+    import tempfile
+
     from components.config import ConfigError
+    from components.hostkeys import HostKeyError, known_hosts_lines
+    from components.tiercheck import HOST_KEYS_FIELD
     from .drill import SshCluster
     from .stackfile import config_from_dump
     from .verify import verify
 
     try:
         text = sys.stdin.read() if args.config_json == "-" else Path(args.config_json).read_text()
-        cfg = config_from_dump(json.loads(text))
-    except (OSError, ValueError, ConfigError) as exc:  # JSONDecodeError and ConfigError are ValueErrors
+        data = json.loads(text)
+        keys = data.pop(HOST_KEYS_FIELD, None)
+        cfg = config_from_dump(data)
+        missing = sorted({h.name for h in cfg.web_hosts} - set(keys if isinstance(keys, dict) else {}))
+        if missing:
+            raise ConfigError(f"{HOST_KEYS_FIELD}: no public host key for {', '.join(missing)}")
+        pinned = known_hosts_lines(([str(cfg.host(n).ip)], keys[n]) for n in sorted(keys))
+    except (OSError, ValueError, ConfigError, HostKeyError) as exc:  # JSONDecodeError, ConfigError are ValueErrors
         print(f"webha verify: cannot read the stack config from {args.config_json}: {exc}", file=sys.stderr)
         return 2
-    report = verify(cfg, SshCluster(cfg, known_hosts=args.known_hosts), deadline=args.deadline)
+    with tempfile.TemporaryDirectory(prefix="webha-verify-") as tmp:
+        kh = Path(tmp) / "known_hosts"
+        kh.write_text(pinned)
+        report = verify(cfg, SshCluster(cfg, known_hosts=str(kh)), deadline=args.deadline)
     print(report.text())
     if not report.ok:
         print("webha verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures), file=sys.stderr)

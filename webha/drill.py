@@ -7,9 +7,12 @@ pulled and how a daemon is started again.
 
 Measured per drill:
 
-* the VIP holder timeline, sampled every 50 ms with ``ip -4 addr show dev <if>`` on every node
-  (a node "holds" the VIP when the address is on its interface; two at once is a split brain);
-* keepalived's own state changes, from the notify log (``<state_dir>/vrrp.log``);
+* the holder before the fault: a fresh read of every node's addresses (:func:`webha.vip.holders`);
+* from then on, the web nodes' event logs, streamed (:class:`webha.events.EventStream`, one
+  session per node): keepalived's state changes in its notify-FIFO order, VIP added/removed on
+  each node (a node "holds" the VIP when the address is on its interface; two at once is a split
+  brain), check results, keepalived up/down. Nothing is polled over SSH, so the timeline is as
+  exact on slow guests as in the lab; the holder at the end is read fresh again;
 * an HTTP client polling ``http://VIP/healthz`` (50 req/s, new connection each, 1 s timeout):
   failed requests, and the time from the fault to the first answer from the new holder
   (the ``X-Served-By`` header).
@@ -29,7 +32,8 @@ from typing import Callable, Optional
 
 from components.config import StackConfig
 
-from .executor import ExecError, Executor, HostLayout, ssh_executors
+from .events import EventStream, EventStreamError
+from .executor import Executor, HostLayout, ssh_executors
 from .vip import VipUnreadable
 from .vip import holders as vip_holders
 
@@ -81,27 +85,31 @@ class Cluster:
         return names.pop()
 
     # faults ---------------------------------------------------------------
-    def kill_nginx(self, node: str) -> None:
+    # The kills print the node's clock just before the signal: the drill's fault time, exact
+    # even when starting the command (a new SSH session) took seconds.
+    def kill_nginx(self, node: str) -> Optional[float]:
         pidfile = self.layouts[node].paths.nginx_pid
-        self.hosts[node].run(
+        res = self.hosts[node].run(
             # Master first: a master that outlives a worker by a microsecond forks a new one.
-            ["sh", "-c", 'm=$(cat "$1") || exit 1; w=$(pgrep -P "$m"); kill -KILL "$m" || exit 1; '
+            ["sh", "-c", 'm=$(cat "$1") || exit 1; w=$(pgrep -P "$m"); date +%s.%N; kill -KILL "$m" || exit 1; '
              'for p in $w; do kill -KILL "$p" 2>/dev/null; done; exit 0', "sh", pidfile],
             check=True,
         )
+        return _clock(res.stdout)
 
-    def kill_keepalived(self, node: str, sig: str = "KILL") -> None:
+    def kill_keepalived(self, node: str, sig: str = "KILL") -> Optional[float]:
         lay = self.layouts[node]
         # One kill(1) for VRRP child and parent, the child first: killed one by one, the child
         # gets the parent's death signal, shuts down cleanly and sends a priority-0 advert (not
         # silent); a child on SCHED_RR (vrrp_rt_priority) even runs between two kill(2) calls.
         script = ('for f in "$@"; do shift; p=$(cat "$f" 2>/dev/null) && set -- "$@" "$p"; done; '
-                  '[ $# -gt 0 ] && kill -%s "$@"' % sig)
-        self.hosts[node].run(
+                  '[ $# -gt 0 ] && date +%%s.%%N && kill -%s "$@"' % sig)
+        res = self.hosts[node].run(
             ["sh", "-c", script, "sh", lay.vrrp_pid, lay.keepalived_pid] if sig == "KILL"
             else ["sh", "-c", script, "sh", lay.keepalived_pid],
             check=True,
         )
+        return _clock(res.stdout)
 
     def block_vrrp(self, node: str) -> None:
         """Drop incoming VRRP on ``node`` (the seed's "firewall not opened" cause of split brain)."""
@@ -127,23 +135,6 @@ class Cluster:
     def start_keepalived(self, node: str) -> None:
         raise NotImplementedError
 
-    def state_log(self, node: str) -> list[tuple[float, str, str]]:
-        """(time, node, state) lines written by notify.sh."""
-        path = f"{self.layouts[node].paths.state_dir}/vrrp.log"
-        try:
-            res = self.hosts[node].run(["cat", path], timeout=5)
-        except ExecError:
-            return []
-        out = []
-        for line in res.stdout.splitlines():
-            parts = line.split()
-            if len(parts) >= 5:
-                try:
-                    out.append((float(parts[0]), parts[1], parts[4]))
-                except ValueError:
-                    pass
-        return out
-
 
 class LabCluster(Cluster):
     def __init__(self, lab) -> None:
@@ -163,11 +154,11 @@ class LabCluster(Cluster):
 class SshCluster(Cluster):
     """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine."""
 
-    def __init__(self, cfg: StackConfig, known_hosts: Optional[str] = None) -> None:
+    def __init__(self, cfg: StackConfig, known_hosts: str) -> None:
         names = [h.name for h in cfg.web_hosts]
         iface = cfg.network.interface
         super().__init__(
-            cfg, dict(ssh_executors(cfg, names, known_hosts)), {n: HostLayout(interface=iface) for n in names}, []
+            cfg, dict(ssh_executors(cfg, known_hosts, names)), {n: HostLayout(interface=iface) for n in names}, []
         )
 
     def link(self, node: str, up: bool) -> None:
@@ -187,39 +178,6 @@ class SshCluster(Cluster):
 
 
 # --------------------------------------------------------------------------- observers
-class HolderSampler(threading.Thread):
-    """Samples the VIP holders; keeps only the changes: [(t, (holders...)), ...]."""
-
-    def __init__(self, cluster: Cluster, period: float = 0.05) -> None:
-        super().__init__(daemon=True)
-        self.cluster, self.period = cluster, period
-        self.changes: list[tuple[float, tuple[str, ...]]] = []
-        # (t, nodes whose addresses could not be read): shown in the timeline, never "not holding".
-        self.unreadable: list[tuple[float, tuple[str, ...]]] = []
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        last, last_bad = None, None
-        while not self._halt.is_set():
-            t = time.time()
-            bad: tuple[str, ...] = ()
-            try:
-                cur = tuple(self.cluster.holders())
-            except VipUnreadable as exc:
-                cur, bad = tuple(exc.partial), tuple(exc.problems)
-            if bad != last_bad:
-                self.unreadable.append((t, bad))
-                last_bad = bad
-            if cur != last:
-                self.changes.append((t, cur))
-                last = cur
-            self._halt.wait(self.period)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-
-
 class Client:
     """The HTTP poller (:mod:`webha.poller`) running where the clients are."""
 
@@ -283,6 +241,9 @@ class DrillResult:
     detector: Optional[str] = None
     recovery_at: Optional[float] = None
     unreadable: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
+    # node -> its clock minus this machine's (from its event stream's hello line)
+    offsets: dict[str, float] = field(default_factory=dict)
+    max_delay: Optional[float] = None  # the longest an event took to arrive here
 
     def failures(self) -> list[str]:
         """What the scenario expected and did not see (empty = the drill passed)."""
@@ -343,9 +304,13 @@ class DrillResult:
         tl: list[tuple[float, str]] = [(f0, f"FAULT injected on {self.before}")]
         tl += [(t, f"VIP held by: {', '.join(w) if w else '(nobody)'}") for t, w in self.holders]
         tl += [(t, f"keepalived {n} -> {s}") for t, n, s in self.states]
-        tl += [(t, f"cannot read the addresses of {', '.join(w)} (holder unknown)" if w else
+        tl += [(t, f"event stream of {', '.join(w)} lost (holder unknown from here)" if w else
                 "every node readable again") for t, w in self.unreadable]
         tl += self.events
+        if self.offsets:
+            lines.append("   event times from the nodes' logs; node clock - this machine's: "
+                         + ", ".join(f"{n} {o:+.3f} s" for n, o in sorted(self.offsets.items()))
+                         + (f"; events arrived here at most {self.max_delay:.3f} s after" if self.max_delay is not None else ""))
         lines.append("   timeline (s from fault):")
         for t, what in sorted(tl):
             lines.append(f"   {t - f0:+8.3f}  {what}")
@@ -420,25 +385,30 @@ def run_drill(
     if scenario == "vrrp-block":
         # Once VRRP flows again the highest priority master wins and the other one yields.
         expected = cluster.web_names[0]
-    sampler = HolderSampler(cluster)
-    client = Client(cluster, rate=rate, timeout=timeout)
+    try:
+        stream = EventStream(cluster).start()
+    except EventStreamError as exc:
+        raise DrillError(str(exc)) from None
+    client: Optional[Client] = None
     events: list[tuple[float, str]] = []
     detector_text = None
     restore: Callable[[], None] = lambda: None  # noqa: E731
     recovery_at = None
+    node_clock: Optional[float] = None
     try:
+        _agree(stream, before)
+        client = Client(cluster, rate=rate, timeout=timeout)
         client.wait_first()
-        sampler.start()
         time.sleep(lead)
         fault_at = time.time()
         if scenario == "nginx-kill":
-            cluster.kill_nginx(victim)
+            node_clock = cluster.kill_nginx(victim)
             restore = lambda: cluster.start_nginx(victim)  # noqa: E731
         elif scenario == "keepalived-kill":
-            cluster.kill_keepalived(victim, "KILL")
+            node_clock = cluster.kill_keepalived(victim, "KILL")
             restore = lambda: cluster.start_keepalived(victim)  # noqa: E731
         elif scenario == "keepalived-stop":
-            cluster.kill_keepalived(victim, "TERM")
+            node_clock = cluster.kill_keepalived(victim, "TERM")
             restore = lambda: (wait_until(lambda: not _alive(cluster, victim), 10, "keepalived to stop"),  # noqa: E731
                                cluster.start_keepalived(victim))
         elif scenario == "link-down":
@@ -448,13 +418,17 @@ def run_drill(
             for node in cluster.web_names:
                 cluster.block_vrrp(node)
             restore = lambda: [cluster.unblock_vrrp(n) for n in cluster.web_names]  # noqa: E731
-        # The fault happened between fault_at and now (the command's own start-up on a busy host).
+        # When the fault command returned (the fault lies between the send and this).
         events.append((time.time(), INJECTED))
+        offset = stream.offsets().get(victim)
+        if node_clock is not None and offset is not None:
+            sent, fault_at = fault_at, node_clock - offset
+            events.append((sent, f"fault command sent to {victim} (the fault itself: {victim}'s clock)"))
         if scenario == "vrrp-block":
             try:
-                wait_until(lambda: len(cluster.holders()) > 1, observe + 5, "a second VIP holder")
+                wait_until(lambda: len(stream.holders_now()) > 1, observe + 5, "a second VIP holder")
             except DrillError as exc:
-                # Not swallowed: the result's failures() says so (the sampler saw no second one).
+                # Not swallowed: the result's failures() says so (the stream saw no second one).
                 events.append((time.time(), f"no second holder appeared: {exc}"))
             from .splitbrain import detect
 
@@ -470,15 +444,36 @@ def run_drill(
             events.append((time.time(), f"recovery done on {where}"))
             time.sleep(1.0)
     finally:
-        requests = client.stop()
-        sampler.stop()
+        requests = client.stop() if client else []
+        stream.stop()
     after_holder = single_holder(cluster, 15)
-    states = sorted(s for n in cluster.web_names for s in cluster.state_log(n) if s[0] >= fault_at - 0.5)
     return DrillResult(
         scenario, DESCRIPTIONS[scenario], before, expected,
-        fault_at, sampler.changes, states, requests, [after_holder], events, detector_text,
-        recovery_at, sampler.unreadable,
+        fault_at, stream.holder_changes(), stream.states(), requests, [after_holder],
+        events + stream.notes(), detector_text, recovery_at,
+        [(t, (n,)) for t, n, _ in stream.dead()], stream.offsets(), stream.max_delay(),
     )
+
+
+def _clock(text: str) -> Optional[float]:
+    try:
+        return float(text.split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _agree(stream: EventStream, before: str, timeout: float = 5) -> None:
+    """The event logs must say what the fresh read of the addresses said (an event in flight gets
+    ``timeout`` s); a disagreement is an error, never a timeline starting from a wrong holder."""
+    t0 = time.monotonic()
+    while True:
+        seen = stream.holders_now()
+        if seen == [before]:
+            return
+        if time.monotonic() - t0 > timeout:
+            raise DrillError(f"the nodes' event logs say the VIP is held by {', '.join(seen) or 'nobody'}, "
+                             f"their addresses said {before}: is webha-events running on every web node?")
+        time.sleep(0.05)
 
 
 def _alive(cluster: Cluster, node: str) -> bool:

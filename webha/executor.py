@@ -60,6 +60,11 @@ class Executor(Protocol):
         """Start a long-running command detached on the host, output appended to ``log``."""
         ...
 
+    def stream_argv(self, argv: Sequence[str]) -> list[str]:
+        """The local argv that runs ``argv`` on the host with its stdin/stdout connected here:
+        for one long session (an event stream, the detector's gathered script)."""
+        ...
+
 
 def _finish(name: str, argv: Sequence[str], res: subprocess.CompletedProcess, check: bool):
     if check and res.returncode != 0:
@@ -91,7 +96,7 @@ class NetnsExecutor:
     def run(self, argv, *, timeout=10, check=False, input=None):
         try:
             res = subprocess.run(
-                [*self.prefix(), *argv],
+                self.stream_argv(argv),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -104,10 +109,14 @@ class NetnsExecutor:
     def spawn(self, argv, log):
         self.run(_spawn_argv(argv, log), timeout=10, check=True)
 
+    def stream_argv(self, argv):
+        return [*self.prefix(), *argv]
+
 
 @dataclass
 class SshExecutor:
-    """A real host over SSH (BatchMode: never prompts; host keys of lab VMs are not pinned)."""
+    """A real host over SSH (BatchMode: never prompts). Its host key must be in the known_hosts
+    given with ``-o UserKnownHostsFile=`` (``StrictHostKeyChecking=yes``: no trust on first use)."""
 
     name: str
     ip: str
@@ -118,10 +127,15 @@ class SshExecutor:
         default_factory=lambda: [
             "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=5",
-            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "StrictHostKeyChecking=yes",
             "-o", "ServerAliveInterval=5",
         ]
     )
+
+    def pin(self, known_hosts: str) -> "SshExecutor":
+        """Trust only the host keys in ``known_hosts`` (no other file is read)."""
+        self.options += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        return self
 
     def ssh_argv(self) -> list[str]:
         return ["ssh", "-i", self.key, "-p", str(self.port), *self.options, f"{self.user}@{self.ip}"]
@@ -130,7 +144,7 @@ class SshExecutor:
         # ssh hands the remote side one string to a shell: quote every word ourselves.
         try:
             res = subprocess.run(
-                [*self.ssh_argv(), "--", shlex.join(argv)],
+                self.stream_argv(argv),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -145,17 +159,16 @@ class SshExecutor:
     def spawn(self, argv, log):
         self.run(_spawn_argv(argv, log), timeout=15, check=True)
 
+    def stream_argv(self, argv):
+        return [*self.ssh_argv(), "--", shlex.join(argv)]
 
-def ssh_executors(
-    cfg, names: Optional[Sequence[str]] = None, known_hosts: Optional[str] = None
-) -> dict[str, SshExecutor]:
-    """Executors for a deployed stack's hosts (``cfg``: a StackConfig); ``known_hosts``: the SSH
-    UserKnownHostsFile to use (new host keys accepted on first use, changed ones refused)."""
+
+def ssh_executors(cfg, known_hosts: str, names: Optional[Sequence[str]] = None) -> dict[str, SshExecutor]:
+    """Executors for a deployed stack's hosts (``cfg``: a StackConfig); ``known_hosts``: the
+    stack's pinned host keys (``python -m webha.hostkeys known-hosts``); no other file is read."""
     hosts = [h for h in cfg.hosts if names is None or h.name in names]
     out = {}
     for h in hosts:
         ex = SshExecutor(h.name, str(h.ip), cfg.ssh.private_key_path, cfg.ssh.user, cfg.ssh.port)
-        if known_hosts:
-            ex.options += ["-o", f"UserKnownHostsFile={known_hosts}"]
-        out[h.name] = ex
+        out[h.name] = ex.pin(known_hosts)
     return out

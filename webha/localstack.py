@@ -26,11 +26,20 @@ class StackFileError(ValueError):
     pass
 
 
+def has_secure(value) -> bool:
+    """A ``secure:`` value, at the top or anywhere inside (``config set --secret --path a.b``)."""
+    if isinstance(value, dict):
+        return "secure" in value or any(has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_secure(v) for v in value)
+    return False
+
+
 def machine_specific(doc: dict) -> list[str]:
     """Keys of a stack document that only one machine's passphrase opens."""
     found = [k for k in MACHINE_KEYS if k in doc]
     for key, value in (doc.get("config") or {}).items():
-        if isinstance(value, dict) and "secure" in value:
+        if has_secure(value):
             found.append(key)
     return found
 
@@ -45,7 +54,7 @@ def merge(committed: dict, runtime: dict) -> dict:
     out = dict(committed)
     config = dict(committed.get("config") or {})
     for key, value in (runtime.get("config") or {}).items():
-        if isinstance(value, dict) and "secure" in value and key not in config:
+        if has_secure(value) and key not in config:
             config[key] = value
     out["config"] = config
     for key in MACHINE_KEYS:

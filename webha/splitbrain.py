@@ -16,6 +16,12 @@ every web node, read-only:
 6. **config** - the deployed ``keepalived.conf`` of every node, parsed and compared:
    virtual_router_id, VRRP version, advert_int, authentication (compared by hash, never
    printed), VIP, unicast source/peers.
+
+All of it is read in ONE session per web node (``webha/remote/detect-gather.sh``: one SSH
+connection, or one ``nsenter`` in the lab), every node at once. A new SSH connection to a TCG
+guest costs seconds; the detector used to open about ten per node one after the other (48.6 s on
+the VMs). The clock is asked for on the open session, after it started, so the read's round
+trip (its uncertainty) is milliseconds.
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
 from .executor import ExecError
-from .vip import VipUnreadable
+from .vip import VipUnreadable, holders_from
 
 SKEW_LIMIT = 0.5
 
@@ -47,6 +57,7 @@ class SplitBrainReport:
     findings: list[Finding] = field(default_factory=list)
     # Nodes whose addresses could not be read: they may hold the VIP too.
     unknown: list[str] = field(default_factory=list)
+    seconds: Optional[float] = None  # how long the detector took
 
     @property
     def split_brain(self) -> bool:
@@ -67,6 +78,8 @@ class SplitBrainReport:
         else:
             head = f"NO HOLDER: VIP {self.vip} is on no node"
         lines = [head]
+        if self.seconds is not None:
+            lines[0] += f"  ({self.seconds:.1f} s)"
         for f in self.findings:
             lines.append(f"  [{'ok' if f.ok else '!!'}] {f.check}: {f.detail}")
         return "\n".join(lines)
@@ -78,6 +91,7 @@ class SplitBrainReport:
             "split_brain": self.split_brain,
             "unknown": self.unknown,
             "findings": [f.__dict__ for f in self.findings],
+            "seconds": self.seconds,
         }
 
 
@@ -134,17 +148,26 @@ def _find(items: list, key: str) -> list:
 INCLUDE = re.compile(r"^(\s*)include\s+(\S+)\s*$", re.M)
 
 
-def read_conf(ex, path: str) -> str:
+def inline_includes(text: str, read: Callable[[str], str]) -> str:
     """keepalived.conf with its ``include`` lines replaced by the files they name (the VRRP
-    password lives in an include): what keepalived itself reads. Unreadable = ExecError."""
-    rc, out, err = _run(ex, ["cat", path])
-    if rc != 0:
-        raise ExecError(f"cannot read {path} ({err.strip() or rc})")
+    password lives in an include): what keepalived itself reads. ``read(path)`` raises
+    :class:`ExecError` for a file it cannot read."""
+    return INCLUDE.sub(lambda m: inline_includes(read(m.group(2)), read), text)
 
-    def inline(m: re.Match) -> str:
-        return read_conf(ex, m.group(2))
 
-    return INCLUDE.sub(inline, out)
+def read_conf(ex, path: str) -> str:
+    """:func:`inline_includes` of a file read with ``cat`` on ``ex``. Unreadable = ExecError."""
+
+    def read(p: str) -> str:
+        try:
+            res = ex.run(["cat", p], timeout=5)
+        except ExecError as exc:
+            raise ExecError(f"cannot read {p} ({exc})") from None
+        if res.returncode != 0:
+            raise ExecError(f"cannot read {p} ({res.stderr.strip() or res.returncode})")
+        return res.stdout
+
+    return inline_includes(read(path), read)
 
 
 def summarize_conf(text: str) -> dict:
@@ -301,77 +324,136 @@ def parse_stats(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def _read_stats(ex, layout) -> Optional[dict]:
-    script = (
-        'sig=$(keepalived --signum=STATS) && p=$(cat "$1") && rm -f /tmp/keepalived.stats && '
-        'kill -s "$sig" "$p" && for _ in 1 2 3 4 5 6 7 8 9 10; do '
-        '[ -s /tmp/keepalived.stats ] && sleep 0.05 && cat /tmp/keepalived.stats && exit 0; sleep 0.05; done; exit 1'
-    )
+# --------------------------------------------------------------------------- gathering
+GATHER_SCRIPT = Path(__file__).resolve().parent / "remote" / "detect-gather.sh"
+MARK = "@@webha "
+
+
+@dataclass
+class Gathered:
+    """What one node's gather session returned: ``sections[name] = (exit status, text)``."""
+
+    node: str
+    sections: dict[str, tuple[int, str]] = field(default_factory=dict)
+    clock: Optional[float] = None  # the node's clock, read between t0 and t1 (this machine's)
+    t0: float = 0.0
+    t1: float = 0.0
+    error: Optional[str] = None  # the session itself failed (unreachable, killed, timed out)
+    seconds: float = 0.0
+
+    def get(self, name: str) -> tuple[Optional[int], str, str]:
+        """(exit status, stdout, stderr) of a section; status None when it never ran."""
+        if name not in self.sections:
+            return None, "", self.error or f"no {name} section in the gathered output"
+        rc, out = self.sections[name]
+        return rc, out, self.sections.get(f"{name}.err", (0, ""))[1]
+
+
+def parse_gathered(node: str, lines: list[str]) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    name, buf = None, []
+    for line in lines:
+        if line.startswith(MARK + "begin "):
+            name, buf = line[len(MARK + "begin "):].rstrip("\n"), []
+        elif line.startswith(MARK + "end ") and name is not None:
+            rc = line.rstrip("\n").rsplit(" ", 1)[-1]
+            out[name] = (int(rc) if rc.lstrip("-").isdigit() else -1, "".join(buf))
+            name = None
+        elif name is not None:
+            buf.append(line)
+    return out
+
+
+def gather(ex, layout, stats: bool = True, timeout: float = 60) -> Gathered:
+    """One session on ``ex`` running :data:`GATHER_SCRIPT`; never raises (errors are in the
+    result: unknown is reported, never taken for "fine")."""
+    g = Gathered(ex.name)
+    start = time.monotonic()
+    argv = ["bash", "-c", GATHER_SCRIPT.read_text(), "detect-gather", layout.interface,
+            f"{layout.paths.state_dir}/vrrp.state", layout.keepalived_pid, layout.keepalived_conf,
+            "1", "stats" if stats else "nostats"]
     try:
-        res = ex.run(["sh", "-c", script, "sh", layout.keepalived_pid], timeout=10)
-    except ExecError:
-        return None
-    return parse_stats(res.stdout) if res.returncode == 0 else None
+        proc = subprocess.Popen(ex.stream_argv(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        g.error = f"cannot start the session: {exc}"
+        return g
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        assert proc.stdin and proc.stdout
+        line = proc.stdout.readline()
+        if line.strip() != MARK + "ready":
+            proc.wait()
+            g.error = (proc.stderr.read().strip() if proc.stderr else "") or f"session ended ({proc.returncode})"
+            return g
+        # The clock: asked for on the open session, so the round trip is milliseconds, not the
+        # seconds a new SSH connection to a TCG guest costs.
+        g.t0 = time.time()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        lines = [proc.stdout.readline(), proc.stdout.readline()]  # begin clock / the clock
+        g.t1 = time.time()
+        lines += proc.stdout.readlines()
+        proc.wait()
+        g.sections = parse_gathered(ex.name, lines)
+        rc, out, _ = g.get("clock")
+        try:
+            g.clock = float(out.strip()) if rc == 0 else None
+        except ValueError:
+            g.clock = None
+        if proc.returncode != 0:
+            err = proc.stderr.read().strip() if proc.stderr else ""
+            g.error = f"session exited {proc.returncode}" + (f": {err}" if err else "")
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        g.seconds = time.monotonic() - start
+    if g.error and proc.returncode == -9:
+        g.error = f"timed out after {timeout:.0f} s"
+    return g
+
+
+def gather_all(cluster, stats: bool = True, timeout: float = 60) -> dict[str, Gathered]:
+    """Every web node at once: one session per node, in parallel."""
+    nodes = cluster.web_names
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        futures = {n: pool.submit(gather, cluster.hosts[n], cluster.layouts[n], stats, timeout) for n in nodes}
+        return {n: f.result() for n, f in futures.items()}
 
 
 # --------------------------------------------------------------------------- detector
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
 
-def _holders(cluster) -> tuple[list[str], list[str], list[Finding]]:
-    """(holders, unreadable nodes, findings) through :func:`webha.vip.holders`."""
-    try:
-        return cluster.holders(), [], []
-    except VipUnreadable as exc:
-        return exc.partial, list(exc.problems), [
-            Finding("holders", False, f"{n}: cannot read its addresses, may hold the VIP ({why})")
-            for n, why in exc.problems.items()
-        ]
-
-
-def _run(ex, argv, timeout=5):
-    """(returncode, stdout, stderr); an unreachable host is returncode None."""
-    try:
-        res = ex.run(argv, timeout=timeout)
-    except ExecError as exc:
-        return None, "", str(exc)
-    return res.returncode, res.stdout, res.stderr
-
-
-def read_states(cluster) -> dict[str, str]:
+def states_from(gathered: dict[str, Gathered]) -> dict[str, str]:
     """keepalived's state per web node as notify.sh recorded it; "unknown" when unreadable."""
     states = {}
-    for n in cluster.web_names:
-        rc, out, _ = _run(cluster.hosts[n], ["cat", f"{cluster.layouts[n].paths.state_dir}/vrrp.state"])
+    for n, g in gathered.items():
+        rc, out, _ = g.get("state")
         value = out.strip() if rc == 0 else ""
         states[n] = value if value in STATES else "unknown"
     return states
 
 
-def advert_findings(cluster, states: dict[str, str]) -> list[Finding]:
-    """Are adverts reaching every node? keepalived's counters, read twice a few adverts apart.
+def advert_findings(gathered: dict[str, Gathered], states: dict[str, str]) -> list[Finding]:
+    """Are adverts reaching every node? keepalived's counters, read twice 3 adverts apart.
 
     A node that received none is fine only if it is the only MASTER by the state files (backups
     are silent); a BACKUP, FAULT or unknown node that hears nothing, or one of two MASTERs, is cut
     off (or nobody sends)."""
-    nodes = cluster.web_names
-    interval = 1.0
-    try:
-        adv = max(float(i["advert_int"]) for n in nodes
-                  for t in [_run(cluster.hosts[n], ["cat", cluster.layouts[n].keepalived_conf])[1]] if t
-                  for i in summarize_conf(t)["instances"].values())
-        interval = max(0.5, 3 * adv)
-    except ValueError:
-        pass
-    first = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
-    time.sleep(interval)
-    second = {n: _read_stats(cluster.hosts[n], cluster.layouts[n]) for n in nodes}
     out = []
-    for n in nodes:
-        a, b = first[n], second[n]
-        if a is None or b is None:
-            out.append(Finding("adverts", False, f"{n}: keepalived not running or its stats unreadable"))
+    for n, g in gathered.items():
+        rc1, s1, e1 = g.get("stats1")
+        rc2, s2, e2 = g.get("stats2")
+        if rc1 != 0 or rc2 != 0:
+            why = (e1 or e2).strip() or f"exit {rc1 if rc1 != 0 else rc2}"
+            out.append(Finding("adverts", False, f"{n}: keepalived not running or its stats unreadable ({why})"))
             continue
+        a, b = parse_stats(s1), parse_stats(s2)
+        window = g.get("window")[1].strip() or "?"
         if not b:
             out.append(Finding("adverts", False, f"{n}: no VRRP instance in keepalived's stats"))
         for inst in b:
@@ -382,7 +464,7 @@ def advert_findings(cluster, states: dict[str, str]) -> list[Finding]:
             sent = b[inst].get("sent", 0) - a[inst].get("sent", 0)
             others = [m for m, s in states.items() if s == "MASTER" and m != n]
             ok = got > 0 or (states.get(n) == "MASTER" and not others)
-            detail = f"{n} {inst} ({states.get(n, 'unknown')}): {got} adverts received, {sent} sent in {interval:.2f}s"
+            detail = f"{n} {inst} ({states.get(n, 'unknown')}): {got} adverts received, {sent} sent in {window}s"
             if not ok:
                 detail += (f" although {', '.join(others)} is MASTER: adverts do not reach {n}" if others
                            else f": {n} hears no master")
@@ -390,19 +472,14 @@ def advert_findings(cluster, states: dict[str, str]) -> list[Finding]:
     return out
 
 
-def clock_finding(node: str, ex, skew_limit: float) -> Finding:
-    """The node's clock against this machine's: |difference| plus the read's own uncertainty (half
-    the round trip) must stay within ``skew_limit``; when the uncertainty alone makes it
-    undecidable, that is not ok either."""
-    t0 = time.time()
-    rc, out, err = _run(ex, ["date", "+%s.%N"])
-    t1 = time.time()
-    try:
-        if rc != 0:
-            raise ValueError(err.strip() or f"exit {rc}")
-        skew = float(out.strip()) - (t0 + t1) / 2
-    except ValueError as exc:
-        return Finding("clock", False, f"{node}: cannot read its clock ({exc})")
+def clock_finding(node: str, remote: Optional[float], t0: float, t1: float, skew_limit: float,
+                  why: str = "") -> Finding:
+    """The node's clock (read between t0 and t1 on this machine's) against this machine's:
+    |difference| plus the read's own uncertainty (half the round trip) must stay within
+    ``skew_limit``; when the uncertainty alone makes it undecidable, that is not ok either."""
+    if remote is None:
+        return Finding("clock", False, f"{node}: cannot read its clock ({why or 'no clock read'})")
+    skew = remote - (t0 + t1) / 2
     err_s = (t1 - t0) / 2
     what = (f"{node}: clock {skew:+.3f}s from this machine's (±{err_s:.3f}s: half the read's round "
             f"trip); limit |difference| <= {skew_limit}s")
@@ -413,16 +490,32 @@ def clock_finding(node: str, ex, skew_limit: float) -> Finding:
     return Finding("clock", False, what + ": cannot tell (the read was too slow)")
 
 
-def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT) -> SplitBrainReport:
-    """Run every check on ``cluster`` (a :class:`webha.drill.Cluster`); read-only.
+def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT, timeout: float = 60) -> SplitBrainReport:
+    """Run every check on ``cluster`` (a :class:`webha.drill.Cluster`); read-only. One session
+    per web node, all at once (:func:`gather_all`), then :func:`detect_from`."""
+    t0 = time.monotonic()
+    report = detect_from(cluster, gather_all(cluster, stats, timeout), stats, skew_limit)
+    report.seconds = time.monotonic() - t0
+    return report
 
-    Unknown is never ok: a node, file, ruleset or counter that cannot be read is a failed finding."""
-    holders, unknown, findings = _holders(cluster)
-    report = SplitBrainReport(cluster.vip, holders, findings, unknown)
+
+def detect_from(cluster, gathered: dict[str, Gathered], stats: bool = True,
+                skew_limit: float = SKEW_LIMIT) -> SplitBrainReport:
+    """The verdict on what :func:`gather_all` read. Unknown is never ok: a node, file, ruleset or
+    counter that cannot be read is a failed finding."""
     nodes = cluster.web_names
+    findings: list[Finding] = [Finding("session", False, f"{n}: {g.error}") for n, g in gathered.items() if g.error]
+    try:
+        holders, unknown = holders_from({n: gathered[n].get("addr") for n in nodes}, cluster.vip,
+                                        cluster.layouts[nodes[0]].interface), []
+    except VipUnreadable as exc:
+        holders, unknown = exc.partial, list(exc.problems)
+        findings += [Finding("holders", False, f"{n}: cannot read its addresses, may hold the VIP ({why})")
+                     for n, why in exc.problems.items()]
+    report = SplitBrainReport(cluster.vip, holders, findings, unknown)
     ips = {n: str(cluster.cfg.host(n).ip) for n in nodes}
 
-    states = read_states(cluster)
+    states = states_from(gathered)
     masters = [n for n, s in states.items() if s == "MASTER"]
     unread = [n for n, s in states.items() if s == "unknown"]
     report.findings.append(Finding(
@@ -432,8 +525,7 @@ def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT) -> Split
     ))
 
     for n in nodes:
-        rc, out, err = _run(cluster.hosts[n], ["sh", "-c", "command -v nft >/dev/null || exit 3; nft -j list ruleset"],
-                            timeout=10)
+        rc, out, err = gathered[n].get("nft")
         if rc != 0:
             why = "nft is not installed" if rc == 3 else (err.strip() or f"exit {rc}")
             report.findings.append(Finding("firewall", False, f"{n}: cannot read the ruleset ({why})"))
@@ -449,15 +541,24 @@ def detect(cluster, stats: bool = True, skew_limit: float = SKEW_LIMIT) -> Split
         ))
 
     if stats:
-        report.findings.extend(advert_findings(cluster, states))
+        report.findings.extend(advert_findings({n: gathered[n] for n in nodes}, states))
 
     for n in nodes:
-        report.findings.append(clock_finding(n, cluster.hosts[n], skew_limit))
+        g = gathered[n]
+        report.findings.append(clock_finding(n, g.clock, g.t0, g.t1, skew_limit, g.get("clock")[2] or g.error or ""))
 
     confs = {}
     for n in nodes:
+        g = gathered[n]
+
+        def read(path: str, g: Gathered = g) -> str:
+            rc, out, err = g.get(path)
+            if rc != 0:
+                raise ExecError(f"cannot read {path.removeprefix('include:')} ({err.strip() or rc})")
+            return out
+
         try:
-            confs[n] = summarize_conf(read_conf(cluster.hosts[n], cluster.layouts[n].keepalived_conf))
+            confs[n] = summarize_conf(inline_includes(read("conf"), lambda p: read(f"include:{p}")))
         except ExecError as exc:
             report.findings.append(Finding("config", False, f"{n}: {exc}"))
     report.findings.extend(compare_configs(confs, ips))

@@ -31,7 +31,7 @@ from typing import Optional
 
 from components.config import StackConfig
 
-from .splitbrain import advert_findings, read_states
+from .splitbrain import advert_findings, gather_all, states_from
 from .vip import VipUnreadable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,9 +162,10 @@ def verify_once(cfg: StackConfig, cluster, check_db: bool = True) -> VerifyRepor
     holder, checks = _holder_checks(cfg, cluster)
     report.holder = holder
     report.checks += checks
-    states = read_states(cluster)
+    gathered = gather_all(cluster)  # one session per node, all at once
+    states = states_from(gathered)
     report.checks += _state_checks(cluster, holder, states)
-    report.checks += [Check("adverts", f.ok, f.detail) for f in advert_findings(cluster, states)]
+    report.checks += [Check("adverts", f.ok, f.detail) for f in advert_findings(gathered, states)]
     report.checks += _http_checks(cfg, cluster, holder, check_db)
     return report
 

@@ -7,7 +7,7 @@ raises :class:`VipUnreadable` naming every such node instead of leaving it out o
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 from .executor import ExecError, Executor
 
@@ -39,30 +39,41 @@ def addr_argv(interface: str) -> list[str]:
     return ["ip", "-4", "-o", "addr", "show", "dev", interface]
 
 
-def node_holds(ex: Executor, vip: str, interface: str, timeout: float = 5) -> bool:
-    """One node; raises :class:`ExecError` when its addresses cannot be read."""
-    res = ex.run(addr_argv(interface), timeout=timeout)
-    if res.returncode != 0:
-        raise ExecError(
-            f"`ip addr show dev {interface}` exited {res.returncode}: "
-            f"{(res.stderr or res.stdout).strip() or 'no output'}"
-        )
-    return output_holds_vip(res.stdout, vip)
+# One read of ``addr_argv`` on a node: (exit status, stdout, stderr); exit status None = the node
+# could not be reached (stderr says why).
+AddrRead = tuple[Optional[int], str, str]
 
 
-def holders(executors: Mapping[str, Executor], vip: str, interface: str, timeout: float = 5) -> list[str]:
-    """Names of the nodes holding ``vip``, in ``executors`` order.
+def read_addr(ex: Executor, interface: str, timeout: float = 5) -> AddrRead:
+    try:
+        res = ex.run(addr_argv(interface), timeout=timeout)
+    except ExecError as exc:
+        return None, "", str(exc)
+    return res.returncode, res.stdout, res.stderr
 
-    Raises :class:`VipUnreadable` if any node cannot be read (every node is still tried, so the
-    exception names all of them and carries the holders among the readable ones)."""
+
+def holders_from(reads: Mapping[str, AddrRead], vip: str, interface: str) -> list[str]:
+    """Names of the nodes holding ``vip``, in ``reads`` order, from their ``addr_argv`` output
+    (read one by one by :func:`holders`, or in the split-brain detector's one session per node).
+
+    Raises :class:`VipUnreadable` naming every node that could not be read, with the holders
+    among the readable ones."""
     found: list[str] = []
     problems: dict[str, str] = {}
-    for name, ex in executors.items():
-        try:
-            if node_holds(ex, vip, interface, timeout):
-                found.append(name)
-        except ExecError as exc:
-            problems[name] = str(exc)
+    for name, (rc, out, err) in reads.items():
+        if rc is None:
+            problems[name] = err
+        elif rc != 0:
+            problems[name] = (f"`ip addr show dev {interface}` exited {rc}: "
+                              f"{(err or out).strip() or 'no output'}")
+        elif output_holds_vip(out, vip):
+            found.append(name)
     if problems:
         raise VipUnreadable(problems, found)
     return found
+
+
+def holders(executors: Mapping[str, Executor], vip: str, interface: str, timeout: float = 5) -> list[str]:
+    """Names of the nodes holding ``vip``, in ``executors`` order (every node is read, so a
+    :class:`VipUnreadable` names all the unreadable ones)."""
+    return holders_from({n: read_addr(ex, interface, timeout) for n, ex in executors.items()}, vip, interface)

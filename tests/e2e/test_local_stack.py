@@ -45,6 +45,7 @@ PREFIX = "webha-local"
 VIP = "10.1.1.100"
 URL = f"http://{VIP}/"
 WEB = ("web01", "web02")
+HOSTS = {"web01": "10.1.1.11", "mysql01": "10.1.1.12", "web02": "10.1.1.13"}
 KEY = "/var/lib/webha/ssh/id_ed25519"
 REPORT: dict = {}
 
@@ -128,10 +129,13 @@ def edit_stack(checkout, **changes):
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
 
-def ssh_options(checkout) -> list[str]:
-    known = checkout / "known_hosts"
-    return ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", f"UserKnownHostsFile={known}", "-o", "LogLevel=ERROR"]
+KNOWN_HOSTS = STATE / "known_hosts.local"  # scripts/up-local.sh writes it from the stack's outputs
+
+
+def ssh_options(checkout, known=KNOWN_HOSTS) -> list[str]:
+    """Pinned host keys only (the stack's, from `scripts/up-local.sh`): no trust on first use."""
+    return ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
 
 
 def nodes(checkout) -> dict[str, SshExecutor]:
@@ -258,13 +262,29 @@ def test_02c_dns_consumer_writes_the_zone_from_the_stack(env, checkout, up):
 
 
 def secret_values(env, checkout) -> dict[str, str]:
-    return {k: plocal(env, checkout, "config", "get", k).stdout.strip() for k in ("dbPassword", "vrrpAuthPass")}
+    values = {k: plocal(env, checkout, "config", "get", k).stdout.strip() for k in ("dbPassword", "vrrpAuthPass")}
+    # each host key by the middle line of its base64 (any dump, escaped or not, holds it whole)
+    for host in ("web01", "mysql01", "web02"):
+        key = host_key(env, checkout, host)
+        values[f"sshHostKeys.{host}"] = key.splitlines()[2]
+    return values
+
+
+def host_key(env, checkout, host) -> str:
+    return plocal(env, checkout, "config", "get", "--path", f"sshHostKeys.{host}").stdout
+
+
+def presented_key(env, ip) -> str:
+    """The host key the guest answers with (`ssh-keyscan`: read only, never trusted)."""
+    out = sh(["ssh-keyscan", "-T", "10", "-t", "ed25519", ip], env, check=False).stdout.split()
+    return " ".join(out[1:3])
 
 
 def test_02b_secrets_nowhere_in_plaintext(env, checkout, up):
     """The literal values, searched for: in the exported state and in every guest's logs."""
     secrets = secret_values(env, checkout)
     assert all(len(v) >= 8 for v in secrets.values()), "the scripts generate the secrets"
+    assert len(secrets) == 5
     exported = plocal(env, checkout, "stack", "export").stdout
     found = [k for k, v in secrets.items() if v in exported]
     assert not found, f"plaintext in `pulumi stack export`: {found}"
@@ -291,12 +311,13 @@ def test_03b_splitbrain_detector_on_the_real_hosts(env, checkout, up):
     from webha.splitbrain import detect
     from webha.stackfile import load_stack_file
 
-    cluster = SshCluster(load_stack_file(checkout / "stacks" / "Pulumi.local.yaml"))
+    cluster = SshCluster(load_stack_file(checkout / "stacks" / "Pulumi.local.yaml"), known_hosts=str(KNOWN_HOSTS))
     for executor in cluster.hosts.values():
         executor.options = ssh_options(checkout)
     # No time source on the isolated network: clocks come from the RTC's whole seconds.
     report = detect(cluster, skew_limit=1.5)
     REPORT["splitbrain_report"] = report.text()
+    REPORT["splitbrain_s"] = round(report.seconds, 2)
     assert not report.split_brain and report.holders == ["web01"], report.text()
     assert not report.problems, report.text()
 
@@ -313,6 +334,70 @@ def test_04_nginx_stop_moves_vip_and_nopreempt_keeps_it(env, checkout, up):
     assert state(execs, "web01") == "BACKUP"
 
 
+def metrics(env, ip) -> dict[tuple[str, tuple], float]:
+    """The node exporter's webha_* samples of a web node, scraped from this machine (the libvirt
+    host, the only address the guests' firewall lets reach port 9100)."""
+    import re
+
+    res = sh(["curl", "-sf", "--noproxy", "*", "--max-time", "10", f"http://{ip}:9100/metrics"], env,
+             check=False, timeout=20)
+    assert res.returncode == 0, f"scraping {ip}:9100 failed: {res.stderr}"
+    out = {}
+    for line in res.stdout.splitlines():
+        m = re.match(r"^(webha_\w+)(?:\{(.*)\})? (\S+)$", line)
+        if m:
+            out[(m.group(1), tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))))] = float(m.group(3))
+    return out
+
+
+def test_04b_metrics_show_the_failover(env, checkout, up):
+    """After test_04 (web01's nginx stopped, VIP to web02, web01 back as BACKUP): both nodes'
+    metrics, scraped over HTTP, show the transition; another guest cannot scrape them."""
+    inst = (("instance", "VI_51"),)
+    got = {}
+    for name, ip in (("web01", "10.1.1.11"), ("web02", "10.1.1.13")):
+        wait(lambda: metrics(env, ip).get(("webha_keepalived_stats_timestamp_seconds", ())), 30,
+             f"{name}: counters in its metrics")
+        got[name] = metrics(env, ip)
+    w1, w2 = got["web01"], got["web02"]
+    REPORT["metrics"] = {n: {f"{k[0]}{dict(k[1]) or ''}": v for k, v in m.items()} for n, m in got.items()}
+    assert w2[("webha_vrrp_state", (*inst, ("state", "MASTER")))] == 1, REPORT["metrics"]
+    assert w2[("webha_vip_held", (("interface", "eth0"), ("vip", VIP)))] == 1
+    assert w2[("webha_vrrp_transitions_total", inst)] >= 2  # BACKUP at start, MASTER after the failover
+    assert w1[("webha_vrrp_state", (*inst, ("state", "BACKUP")))] == 1
+    assert w1[("webha_vip_held", (("interface", "eth0"), ("vip", VIP)))] == 0
+    assert w1[("webha_vrrp_transitions_total", inst)] >= 4  # BACKUP, MASTER, FAULT, BACKUP
+    assert w1[("webha_vrrp_adverts_received_total", inst)] > 0  # it hears web02
+    assert w1[("webha_check_up", (("script", "check_nginx"),))] == 1
+    assert w2[("webha_vrrp_last_transition_timestamp_seconds", inst)] > time.time() - 3600
+    # The firewall lets only the libvirt host scrape: web02 from web01 is refused.
+    res = nodes(checkout)["web01"].run(["curl", "-s", "--max-time", "3", "http://10.1.1.13:9100/metrics"],
+                                       timeout=30)
+    assert res.returncode != 0, "web01 could scrape web02's metrics: the firewall should drop it"
+
+
+def test_04c_drill_over_ssh_reads_the_event_logs(env, checkout, up):
+    """The drill against the VMs: holder before the fault read fresh, the timeline from the nodes'
+    streamed event logs; it agrees with the client's view within 0.2 s. Writes its picture."""
+    from webha.drill import SshCluster, run_drill
+    from webha.drillplot import write
+    from webha.stackfile import load_stack_file
+
+    cluster = SshCluster(load_stack_file(checkout / "stacks" / "Pulumi.local.yaml"))
+    for executor in cluster.hosts.values():
+        executor.options = ssh_options(checkout)
+    res = run_drill(cluster, "nginx-kill", observe=6.0, rate=20)
+    text = res.text()
+    js, png = write(res, CACHE / "reports", "drill nginx-kill on the TCG VMs over SSH: "
+                    "nginx master and workers on the holder killed")
+    REPORT["drill_ssh"] = {"text": text, "vip_moved_s": res.vip_moved_s, "http_moved_s": res.http_moved_s,
+                           "offsets": res.offsets, "max_event_delay_s": res.max_delay,
+                           "sent": res.sent, "failed": res.failed, "png": str(png)}
+    assert not res.failures(), text
+    assert res.holders[0][1] == (res.before,), text
+    assert abs(res.vip_moved_s - res.http_moved_s) <= 0.2, text
+
+
 def changed_steps(env, checkout) -> list[str]:
     steps = json.loads(plocal(env, checkout, "preview", "--json").stdout).get("steps", [])
     return sorted(st["urn"].rsplit("::", 1)[-1] for st in steps if st.get("op") != "same")
@@ -320,8 +405,29 @@ def changed_steps(env, checkout) -> list[str]:
 
 def test_05_noop_up_changes_nothing(env, checkout, up):
     assert changed_steps(env, checkout) == []
+    keys = {h: presented_key(env, ip) for h, ip in HOSTS.items()}
     _, secs = script(env, checkout, "up-local.sh", "--expect-no-changes")
     REPORT["noop_up_s"] = secs
+    # no key changed: the guests answer with the stack's keys, before and after
+    out = json.loads(plocal(env, checkout, "stack", "output", "--json").stdout)
+    assert keys == out["sshHostKeys"] == {h: presented_key(env, ip) for h, ip in HOSTS.items()}
+
+
+def test_05b_each_guest_runs_only_its_roles_services(env, checkout, up):
+    """web02 keeps no MariaDB, mysql01 no nginx/php-fpm/keepalived: stopped, disabled, no socket."""
+    execs = nodes(checkout)
+    off = {"web02": ["mariadb"], "mysql01": ["nginx", "php8.2-fpm", "keepalived"]}
+    ports = {"web02": ":3306", "mysql01": ":80"}
+    for host, units in off.items():
+        for unit in units:
+            active = execs[host].run(["systemctl", "is-active", unit], timeout=20).stdout.strip()
+            enabled = execs[host].run(["systemctl", "is-enabled", unit], timeout=20).stdout.strip()
+            assert active != "active" and enabled != "enabled", (host, unit, active, enabled)
+        listening = execs[host].run(["ss", "-Hltn"], timeout=20, check=True).stdout
+        assert not [l for l in listening.splitlines() if l.split()[3].endswith(ports[host])], (host, listening)
+    # and what the roles need still runs
+    for host, unit in (("web01", "nginx"), ("web02", "nginx"), ("mysql01", "mariadb")):
+        assert execs[host].run(["systemctl", "is-active", unit], timeout=20).stdout.strip() == "active", (host, unit)
 
 
 def test_06_preview_diff_shows_the_changed_line_and_no_secret(env, checkout, up):
@@ -455,6 +561,67 @@ def test_10_power_off_and_refresh(env, checkout, up):
                            "failed": len(failed), "failed_at": [round(r["t"] - records[0]["t"], 2) for r in failed]}
     assert holders(execs) == [peer], "the restored node rejoins as BACKUP; the VIP stays"
     assert not failed, REPORT["power_off"]
+
+
+def rotate(env, checkout, host) -> str:
+    """Rotate one host's key as the README says: a new secret value, then `up`."""
+    new = sh([sys.executable, "-m", "webha.hostkeys", "generate"], env, cwd=checkout).stdout
+    plocal(env, checkout, "config", "set", "--secret", "--path", f"sshHostKeys.{host}", input=new)
+    return new
+
+
+def test_10b_rotating_a_host_key(env, checkout, up):
+    """A config change rotates web02's key: the guest answers with the new key, the old pin fails."""
+    old_known = STATE / "known_hosts.before-rotation"
+    shutil.copy(KNOWN_HOSTS, old_known)
+    old = presented_key(env, HOSTS["web02"])
+    rotate(env, checkout, "web02")
+    _, secs = script(env, checkout, "up-local.sh")
+    REPORT["rotate_up_s"] = secs
+    out = json.loads(plocal(env, checkout, "stack", "output", "--json").stdout)
+    new = out["sshHostKeys"]["web02"]
+    assert new != old and presented_key(env, HOSTS["web02"]) == new
+    assert presented_key(env, HOSTS["web01"]) == out["sshHostKeys"]["web01"]  # the others unchanged
+    execs = nodes(checkout)  # the new known_hosts
+    assert execs["web02"].run(["true"], timeout=20).returncode == 0
+    stale = SshExecutor("web02", HOSTS["web02"], KEY, options=ssh_options(checkout, old_known))
+    with pytest.raises(ExecError, match="Host key verification failed"):
+        stale.run(["true"], timeout=20)
+    # nothing else left on the guest: one key pair, ed25519
+    keys = execs["web02"].run(["sh", "-c", "ls /etc/ssh/ssh_host_*"], timeout=20, check=True).stdout.split()
+    assert keys == ["/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub"], keys
+    assert changed_steps(env, checkout) == []
+
+
+def test_10c_a_guest_with_another_key_stops_the_up_naming_it(env, checkout, up):
+    """web02's key replaced by hand: the operator tools refuse it, and the next `up` that rotates
+    web02 fails in the host key step (before any remote command), naming web02; restoring the
+    stack's key by hand lets the next `up` finish."""
+    execs = nodes(checkout)
+    execs["web02"].run(["sh", "-c", "rm -f /etc/ssh/ssh_host_ed25519_key* && "
+                        "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh"],
+                       timeout=60, check=True)
+    time.sleep(2)
+    res = sh([sys.executable, "-m", "webha", "splitbrain", "--target", "ssh", "--known-hosts", str(KNOWN_HOSTS),
+              "--stack", "stacks/Pulumi.local.yaml"], env, cwd=checkout, check=False, timeout=120)
+    assert res.returncode != 0 and "web02" in res.stdout + res.stderr
+    assert "Host key verification failed" in res.stdout + res.stderr
+    wanted = rotate(env, checkout, "web02")
+    res, _ = script(env, checkout, "up-local.sh", check=False)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "web02 (10.1.1.13) answered with a host key that is not its pinned key" in text, text[-3000:]
+    REPORT["hostkey_mismatch_error"] = next(l for l in text.splitlines() if "not its pinned key" in l)[:300]
+    # the stack's key back on the guest by hand (what an operator would do after looking)
+    fix = SshExecutor("web02", HOSTS["web02"], KEY, options=["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                                                             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+    fix.run(["sh", "-c", "umask 077; cat > /etc/ssh/ssh_host_ed25519_key && "
+             "ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key > /etc/ssh/ssh_host_ed25519_key.pub && systemctl restart ssh"],
+            input=wanted, timeout=60, check=True)
+    script(env, checkout, "up-local.sh")
+    out = json.loads(plocal(env, checkout, "stack", "output", "--json").stdout)
+    assert presented_key(env, HOSTS["web02"]) == out["sshHostKeys"]["web02"]
+    assert nodes(checkout)["web02"].run(["true"], timeout=20).returncode == 0
 
 
 def test_11_destroy_leaves_nothing(env, checkout):

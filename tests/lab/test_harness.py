@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,99 @@ def test_cleanup_stale_leaves_a_live_runs_lab_of_any_kind(tmp_path):
     finally:
         other_run.kill()
         lab.close()
+
+
+# ---------------------------------------------------------------- events and metrics
+def _metric(text: str, name: str, **labels):
+    """One sample of a Prometheus text exposition (the node exporter's /metrics); None if absent."""
+    import re
+
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if got == {k: str(v) for k, v in labels.items()}:
+            return float(m.group(3))
+    return None
+
+
+def test_metrics_scraped_after_a_failover_show_the_transition(make_lab):
+    """The node exporter on each web node serves what the event reader wrote: state, VIP,
+    transitions, check status, adverts; scraped from the client (where the libvirt host is)."""
+    lab = make_lab()
+    lab.wait_single_holder(10)
+    lab.wait(lambda: (_metric(lab.metrics("web02"), "webha_vrrp_adverts_received_total", instance="VI_51") or 0) > 0,
+             15, "web02's adverts-received counter")
+    before = lab.metrics("web02")
+    assert _metric(before, "webha_vrrp_state", instance="VI_51", state="BACKUP") == 1
+    assert _metric(before, "webha_vip_held", vip="10.1.1.100", interface="eth0") == 0
+    n0 = _metric(before, "webha_vrrp_transitions_total", instance="VI_51")
+    LabCluster(lab).kill_nginx("web01")
+    lab.wait(lambda: lab.vip_holders() == ["web02"], 10, "web02 to take the VIP")
+    lab.wait(lambda: _metric(lab.metrics("web02"), "webha_vip_held", vip="10.1.1.100", interface="eth0") == 1,
+             5, "web02's metrics to show the VIP")
+    after = lab.metrics("web02")
+    assert _metric(after, "webha_vrrp_transitions_total", instance="VI_51") == n0 + 1, after
+    assert _metric(after, "webha_vrrp_state", instance="VI_51", state="MASTER") == 1
+    assert _metric(after, "webha_vrrp_last_transition_timestamp_seconds", instance="VI_51") > time.time() - 30
+    assert _metric(after, "webha_keepalived_up") == 1
+    # web01: FAULT, and (within a counter read, 5 s) its check reported BAD.
+    lab.wait(lambda: _metric(lab.metrics("web01"), "webha_check_up", script="check_nginx") == 0, 15,
+             "web01's check_up to drop")
+    assert _metric(lab.metrics("web01"), "webha_vrrp_state", instance="VI_51", state="FAULT") == 1
+
+
+def test_event_log_is_ordered_and_names_the_vip(make_lab):
+    """keepalived's transitions arrive through the FIFO in order, each with whether the node
+    holds the VIP after it; a VIP keepalived did not remove (SIGKILL, no systemd in the lab) shows
+    up as an address event when it goes."""
+    lab = make_lab()
+    lab.wait_single_holder(10)
+    LabCluster(lab).kill_keepalived("web01", "KILL")
+    lab.wait(lambda: "web02" in lab.vip_holders(), 5, "web02 to take the VIP")
+    lab.start_keepalived("web01")  # removes the VIP it finds at startup
+    lab.wait(lambda: lab.vip_holders() == ["web02"], 10, "web02 alone")
+
+    def log(node):
+        return [json.loads(l) for l in Path(lab.paths(node).events_log).read_text().splitlines()]
+
+    for node in ("web01", "web02"):
+        seqs = [e["seq"] for e in log(node)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        walls = [e["wall"] for e in log(node)]
+        assert walls == sorted(walls)
+    w2 = [(e["state"], e["vip"]) for e in log("web02") if e["kind"] == "vrrp" and e.get("state")]
+    assert w2[-1] == ("MASTER", True), w2
+    # web01: keepalived seen dead while the VIP is still on its interface, then (keepalived
+    # restarted and removed it) an event saying it no longer holds it.
+    w1 = log("web01")
+    down = max(i for i, e in enumerate(w1) if e["kind"] == "keepalived" and e["up"] is False)
+    assert w1[down]["vip"] is True, [(e["kind"], e.get("state"), e.get("up"), e["vip"]) for e in w1]
+    assert any(e["vip"] is False for e in w1[down + 1:]), w1
+
+
+def test_drill_over_the_event_stream_agrees_with_the_client(make_lab):
+    """The drill's holder timeline comes from the streamed event logs, the holder before the fault
+    from a fresh read; the VIP's move and the client's first answer from the new holder agree
+    within 0.2 s (the issue's acceptance bound)."""
+    lab = make_lab()
+    lab.wait_single_holder(10)
+    res = run_drill(LabCluster(lab), "keepalived-stop", observe=2.0)
+    text = res.text()
+    assert res.before == "web01" and res.holders[0][1] == ("web01",), text
+    assert res.vip_moved_s is not None and res.http_moved_s is not None, text
+    assert abs(res.vip_moved_s - res.http_moved_s) <= 0.2, text
+    assert set(res.offsets) == {"web01", "web02"} and all(abs(o) < 0.1 for o in res.offsets.values()), text
+    assert "(nobody)" not in text.split("FAULT injected")[0], text
+
+
+def test_drill_refuses_when_the_event_logs_disagree_with_the_addresses(make_lab):
+    """A reader that is not running is an error naming it, never a timeline from '(nobody)'."""
+    from webha.drill import DrillError
+
+    lab = make_lab()
+    lab.wait_single_holder(10)
+    lab.hosts["web01"].run(["pkill", "-f", "webha-events.py run"], check=True)
+    with pytest.raises(DrillError, match="web01.*webha-events"):
+        run_drill(LabCluster(lab), "nginx-kill", observe=1.0)

@@ -40,7 +40,9 @@ def mlab(cfg):
 
 @pytest.fixture
 def fresh_target(mlab):
-    """A brand-new mysql01 (empty datadir, Debian-like config bound to 127.0.0.1)."""
+    """A brand-new mysql01 (empty datadir, Debian-like config bound to 127.0.0.1), and a source
+    that is not retired (writable, no record of an earlier move)."""
+    mlab.src.reset_retired()
     mlab.tgt.init().start()
     mlab.state = "fresh"
     return mlab
@@ -50,6 +52,7 @@ def fresh_target(mlab):
 def migrated(mlab):
     """mysql01 after a complete, successful plan run (reused while no test changed it)."""
     if getattr(mlab, "state", None) != "migrated":
+        mlab.src.reset_retired()
         mlab.tgt.init().start()
         results = mlab.run_plan()
         for res in results:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import shutil
 import subprocess
 
@@ -71,7 +73,15 @@ def test_plan_order_hosts_and_secrets(cfg):
         ("db-target-prepare", "mysql01", "db/target-prepare.sh.j2", ("APP_PASSWORD", "MIGRATE_VERIFIER")),
         ("db-migrate", "web01", "db/migrate.sh.j2", ()),
         ("db-target-finish", "mysql01", "db/target-finish.sh.j2", ()),
+        ("db-source-retire", "web01", "db/source-retire.sh.j2", ()),
     ]
+    # replicate mode: binary logging on the source first (its own resource: visible at preview),
+    # and db-migrate gets the switched database.php.
+    rep = mp.migration_steps(stack_config(mode="replicate"))
+    assert [(s.name, s.host, s.secrets) for s in rep][1:5] == [
+        ("db-source-binlog", "web01", ()), ("db-migrate-credential", "web01", ()),
+        ("db-target-prepare", "mysql01", ("APP_PASSWORD", "MIGRATE_VERIFIER")),
+        ("db-migrate", "web01", ("DATABASE_PHP_B64",))]
     no_seed = stack_config(seedSample=False)
     assert [s.name for s in mp.migration_steps(no_seed)][0] == "db-migrate-credential"
     assert steps[1].outputs == ("MIGRATE_VERIFIER",)
@@ -84,7 +94,10 @@ def test_stdin_format_and_step_outputs(cfg):
     cred, prepare = mp.migration_steps(cfg)[1:3]
     secrets = mp.secret_values(cfg)
     # Nothing derived from the app password: the migration password is made on the source host.
-    assert secrets == {"APP_PASSWORD": DB_PASSWORD}
+    assert set(secrets) == {"APP_PASSWORD", "DATABASE_PHP_B64"} and secrets["APP_PASSWORD"] == DB_PASSWORD
+    # The switched database.php: the web step's render(), pointing at the target.
+    php = base64.b64decode(secrets["DATABASE_PHP_B64"]).decode()
+    assert "'hostname' => '10.1.1.12'" in php and DB_PASSWORD in php
     verifier = "*" + "AB" * 20
     values = mp.step_values(secrets, [(cred, f"noise\nMIGRATE_VERIFIER={verifier}\n")])
     stdin = mp.step_stdin("echo hi\nmain \"$@\"; exit $?", prepare, values)
@@ -107,7 +120,7 @@ def test_plan_digest_tracks_every_step(cfg):
 @pytest.mark.unit
 def test_templates_dir_has_the_db_steps():
     assert {"migrate.sh.j2", "migrate-credential.sh.j2", "target-prepare.sh.j2", "target-finish.sh.j2", "seed-sample.sh.j2",
-            "lib.sh.j2"} <= {p.name for p in (TEMPLATES / "db").iterdir()}
+            "lib.sh.j2", "source-binlog.sh.j2", "source-retire.sh.j2"} <= {p.name for p in (TEMPLATES / "db").iterdir()}
 
 
 @pytest.mark.unit

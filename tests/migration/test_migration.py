@@ -99,7 +99,7 @@ def test_full_migration_verified_and_no_secret_in_argv(fresh_target, cfg):
     before = fingerprint(lab.src)
     steps = lab.steps()
     assert [s.name for s in steps] == ["db-seed-sample", "db-migrate-credential", "db-target-prepare",
-                                       "db-migrate", "db-target-finish"]
+                                       "db-migrate", "db-target-finish", "db-source-retire"]
     # `bash -s` with script + secrets on stdin here; every other test runs the script as a file
     # with only the secrets on stdin, as components/remote.py does.
     results = [lab.run_step(s, mode="stdin") for s in steps[:2]]
@@ -130,6 +130,10 @@ def test_full_migration_verified_and_no_secret_in_argv(fresh_target, cfg):
     assert (Path(lab.tgt.conf_dir) / "60-webha.cnf").read_text().count("bind-address = 10.1.1.12") == 1
     assert marker(lab.tgt)[0] == "complete"
     assert lab.tgt.value("SELECT COUNT(*) FROM mysql.global_priv WHERE User='webha_migrate'") == "0"
+    # database.sourceAfterMove: readOnly (default): the stale copy on web01 refuses the app's writes,
+    # also after a restart.
+    assert lab.src.value("SELECT @@GLOBAL.read_only") == "1"
+    assert "read_only = 1" in (Path(lab.src.conf_dir) / "62-webha-retired.cnf").read_text()
     # No secret in any process's argv or environment at any time; no credentials file left.
     assert watch.scans > 20
     assert watch.hits == []
@@ -201,7 +205,8 @@ def test_rerun_is_idempotent_and_never_drops(migrated):
     results = lab.run_plan()
     for res in results:
         assert res.returncode == 0, str(res)
-    seed, _, prepare, migrate, finish = results
+    seed, _, prepare, migrate, finish, retire = results
+    assert "source read-only" in retire.stdout  # database.sourceAfterMove: readOnly (default)
     assert "not seeding" in seed.stdout
     assert "restarting" not in prepare.stdout  # config already right: no restart
     assert "already migrated" in migrate.stdout and "identical" in migrate.stdout

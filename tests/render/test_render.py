@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from components.checks import keepalived_test_passed
+from components.hostkeys import generate as generate_host_key, public_key
 from components.render import render, template_names
 from components.topology import Paths, host_context, keepalived_context
 from components.vm import mac_for
@@ -106,7 +107,7 @@ def test_keepalived_conf(stack, family, cfg, netns, script_user, tmp_path):
             r("keepalived/vrrp-auth.conf.j2", auth_pass=FAKE_SECRETS["vrrpAuthPass"]))
         Path(paths.script_dir).mkdir(mode=0o755)
         os.chmod(paths.script_dir, 0o755)
-        for script in ("check_nginx.sh", "notify.sh", "release-vip.sh", "nginx-exit.sh"):
+        for script in ("check_nginx.sh", "notify.sh", "release-vip.sh", "vip-held.sh", "nginx-exit.sh"):
             text = r(f"keepalived/{script}.j2", **ctx)
             check_shell(text, tmp_path, f"{node.name}-{script}.j2")
             (Path(paths.script_dir) / script).write_text(text)
@@ -199,10 +200,15 @@ def test_cloud_init(stack, family, cfg, tmp_path):
     for host in cfg.hosts:
         ctx = host_context(cfg, host)
         fw = "firewall/nftables.conf.j2" if family == "debian" else "firewall/firewalld.sh.j2"
+        key = generate_host_key()
         user = r("cloud-init/user-data.yaml.j2", **ctx, etc_hosts=r("hosts.j2", **ctx),
-                 firewall=render(fw, **ctx), ssh_user=cfg.ssh.user, ssh_public_key="ssh-ed25519 AAAAtest")
+                 firewall=render(fw, **ctx), ssh_user=cfg.ssh.user, ssh_public_key="ssh-ed25519 AAAAtest",
+                 host_key_private=key, host_key_public=public_key(key))
         assert user.startswith("#cloud-config\n")
         doc = yaml.safe_load(user)
+        # the stack's host key, and no other key made (cloud-init schema checks the keys' names)
+        assert doc["ssh_keys"] == {"ed25519_private": key, "ed25519_public": public_key(key)}
+        assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
         assert doc["hostname"] == host.name and doc["fqdn"] == host.fqdn
         hosts_file = next(f for f in doc["write_files"] if f["path"] == "/etc/hosts")["content"]
         assert all(h.fqdn in hosts_file for h in cfg.hosts)
@@ -219,7 +225,9 @@ def test_cloud_init(stack, family, cfg, tmp_path):
 def test_scripts(stack, family, cfg, tmp_path):
     for host in cfg.hosts:
         ctx = host_context(cfg, host)
-        scripts = {"scripts/host-prep.sh.j2": ctx}
+        scripts = {"scripts/host-prep.sh.j2": ctx,
+                   "scripts/host-key-install.sh.j2": {**ctx, "public_key": "ssh-ed25519 AAAA'$x y",
+                                                      "ssh_port": cfg.ssh.port}}
         if host.role == "web":
             kctx = keepalived_context(cfg, host.name)
             scripts.update({
@@ -234,6 +242,11 @@ def test_scripts(stack, family, cfg, tmp_path):
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
+        # each guest runs only its role's services (the e2e tier checks them on the VMs)
+        stops = [l for l in r("scripts/host-prep.sh.j2", **ctx).splitlines() if l.startswith("stop_unused ")]
+        want = {"web01": [], "web02": ["stop_unused mariadb.service"],
+                "mysql01": ["stop_unused nginx.service 'php*-fpm.service' keepalived.service"]}
+        assert stops == want[host.name], (host.name, stops)
         if host.role == "web":  # included by quiesce, apply, start; checked there, counted here
             r("scripts/keepalived-identity.sh.j2")
             r("keepalived/holds-vip.sh.j2", **kctx)
@@ -289,6 +302,32 @@ def test_keepalived_systemd_files(stack, family, cfg, script_user, tmp_path):
     run([need("systemd-tmpfiles"), "--create", f"--root={root}", str(conf)])
     made = root / ctx["paths"]["state_dir"].lstrip("/")
     assert made.is_dir() and made.stat().st_uid == pwd.getpwnam(ctx["paths"]["script_user"]).pw_uid
+
+
+@pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
+def test_event_reader(stack, family, cfg, tmp_path):
+    """The event reader (python3, compiled; its values are Python literals) and its unit
+    (`systemd-analyze verify`, which also wants the ExecStart file to exist)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for node in cfg.web_hosts:
+        ctx = keepalived_context(cfg, node.name, Paths(script_dir=str(scripts)))
+        reader = scripts / "webha-events.py"
+        reader.write_text(r("keepalived/webha-events.py.j2", **ctx))
+        reader.chmod(0o755)
+        run(["python3", "-m", "py_compile", str(reader)])
+        ns: dict = {}
+        exec(compile(reader.read_text(), str(reader), "exec"), ns)  # definitions only (__main__ guarded)
+        assert ns["NODE"] == node.name and ns["VIP"] == str(cfg.vrrp.vip)
+        assert ns["FIFO"] == f"{ctx['paths']['state_dir']}/notify.fifo"
+        units = tmp_path / f"units-{node.name}"
+        units.mkdir()
+        (units / "webha-events.service").write_text(r("keepalived/webha-events.service.j2", **ctx))
+        res = subprocess.run([need("systemd-analyze"), "verify", str(units / "webha-events.service")],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+        # systemd only warns about (and ignores) a line it cannot parse: any word from it fails.
+        assert res.returncode == 0 and not res.stderr.strip(), res.stderr
 
 
 def test_every_template_was_rendered():
@@ -364,7 +403,8 @@ def test_cloud_init_values_stay_strings(name, tmp_path):
     ctx = host_context(cfg, host)
     user = r("cloud-init/user-data.yaml.j2", **ctx, etc_hosts=r("hosts.j2", **ctx),
              firewall=render("firewall/nftables.conf.j2", **ctx), ssh_user="on",
-             ssh_public_key="ssh-ed25519 AAAAtest no")
+             ssh_public_key="ssh-ed25519 AAAAtest no", host_key_private=generate_host_key(),
+             host_key_public="ssh-ed25519 AAAAtest no")
     doc = yaml.safe_load(user)
     assert doc["hostname"] == name and doc["fqdn"] == f"{name}.itcast.cn"
     assert doc["users"][1]["name"] == "on"

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 
+from components.hostkeys import generate as generate_host_key
 from tests.conftest import ROOT
 from webha.stackfile import FAKE_SECRETS, read_stack_values, secrets_for
 
@@ -75,12 +76,15 @@ def is_secret(value) -> bool:
     return isinstance(value, dict) and value.get(SPECIAL_SIG_KEY) == SECRET_SIG
 
 
-@pytest.fixture(scope="module", params=["dev", "local"])
+@pytest.fixture(scope="module", params=["dev", "local", "local-replicate"])
 def graph(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("graph")
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{request.param}.yaml")
+    stack, _, variant = request.param.partition("-")
+    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    if variant == "replicate":  # database.mode: replicate (issue 10)
+        raw["database"] = {**raw.get("database", {}), "mode": "replicate"}
     raw["ssh"]["privateKeyPath"] = str(key)
     # The image files are checked at preview when libvirt is local: stand-ins that exist.
     for field in ("source", "kernel", "initrd"):
@@ -89,11 +93,12 @@ def graph(request, tmp_path_factory):
             raw["image"][field] = str(tmp / field)
     secrets = secrets_for(raw)  # dev: VRRPv3, no password; local: VRRPv2 + PASS
     raw.update(secrets)
+    raw["sshHostKeys"] = {h["name"]: generate_host_key() for h in raw["hosts"]}
     config = {f"webha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
-    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in secrets])
+    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in [*secrets, "sshHostKeys"]])
     mocks = Recorder()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="webha", stack=request.param, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="webha", stack=stack, preview=False, monitor=monitor)
     from components.program import build
 
     tier = build()
@@ -104,7 +109,8 @@ def graph(request, tmp_path_factory):
 
     settle()
     mocks.monitor = monitor
-    return request.param, mocks, tier
+    mocks.host_keys = raw["sshHostKeys"]
+    return stack, mocks, tier
 
 
 def test_three_domains_with_addresses(graph):
@@ -116,7 +122,9 @@ def test_three_domains_with_addresses(graph):
     macs = {n: d["networkInterfaces"][0]["mac"] for n, d in domains.items()}
     assert macs[f"{prefix}-web01"] == "52:54:00:01:01:0b"
     seeds = {r.inputs["name"]: r.inputs for r in mocks.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
-    web02 = seeds[f"{prefix}-web02-seed.iso"]
+    web02 = dict(seeds[f"{prefix}-web02-seed.iso"])
+    assert is_secret(web02["userData"]), "user-data carries the host private key: a secret"
+    web02["userData"] = web02["userData"]["value"]
     assert 'hostname: "web02"' in web02["userData"] and 'fqdn: "web02.itcast.cn"' in web02["userData"]
     assert "10.1.1.13/24" in web02["networkConfig"]
     assert "10.1.1.12       mysql01.itcast.cn mysql01" in web02["userData"]
@@ -260,6 +268,9 @@ def test_tier_check_runs_last_and_carries_no_secret(graph):
     assert " -m webha verify --config-json - " in inputs["create"]
     spec = json.loads(inputs["stdin"])
     assert spec["vrrp"]["vip"] == "10.1.1.100" and "dbPassword" not in spec
+    # the check trusts the stack's public host keys and carries no private one
+    assert spec["sshHostPublicKeys"] == {h: _public(k) for h, k in mocks.host_keys.items()}
+    assert "sshHostKeys" not in spec
     assert not [s for s in FAKE_SECRETS.values() if s in json.dumps(inputs, default=str)]
     env = mon.raw_input("tier-check", "environment")
     assert is_secret(env["WEBHA_TIER_SECRETS"]) and not is_secret(env["WEBHA_TIER_DIGEST"])
@@ -287,3 +298,93 @@ def test_quiesce_runs_on_every_node_before_any_keepalived_config(graph):
     for apply in ("web01-keepalived", "web02-keepalived"):
         assert {"web01-keepalived-quiesce", "web02-keepalived-quiesce"} <= mon.command_deps(apply), apply
     assert is_secret(mon.raw_input("web01-keepalived-quiesce", "stdin"))
+
+
+# --------------------------------------------------------------------------- pinned host keys
+def _public(private: str) -> str:
+    from components.hostkeys import public_key
+
+    return public_key(private)
+
+
+def test_every_connection_pins_its_hosts_key(graph):
+    """Every remote command and copy, as the engine receives it, carries ``hostKey`` = the public
+    half of the stack's key of the host it connects to (no trust on first use anywhere)."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    by_ip = {str(vm.ip): _public(mocks.host_keys[name]) for name, vm in tier["vms"].items()}
+    remote = [n for n, r in mon.requests.items()
+              if r.type in ("command:remote:Command", "command:remote:CopyToRemote")]
+    assert len(remote) > 20
+    for name in remote:
+        conn = mon.raw_input(name, "connection")
+        conn = conn["value"] if is_secret(conn) else conn
+        assert conn.get("hostKey") == by_ip[conn["host"]], name
+
+
+def test_host_keys_are_secret_and_their_public_halves_outputs(graph):
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    privates = list(mocks.host_keys.values())
+    body = lambda k: k.split("\n")[1]  # a line of the key's base64, as any dump would hold it
+    for name, req in mon.requests.items():
+        plain = json.dumps(json_format.MessageToDict(req.object))
+        for key in privates:
+            if body(key) not in plain:
+                continue
+            # only inside a registered secret: the seed's user-data and the HostKey step's stdin
+            for field, value in json_format.MessageToDict(req.object).items():
+                if body(key) in json.dumps(value):
+                    assert is_secret(value), (name, field)
+    for host, key in mocks.host_keys.items():
+        assert is_secret(mon.raw_input(f"{host}-hostkey", "stdin")), host
+        user_data = mon.raw_input(f"{host}-seed", "userData")
+        assert is_secret(user_data) and body(key) in user_data["value"]
+    out = tier["outputs"]["sshHostKeys"]
+    assert out == {h: _public(k) for h, k in mocks.host_keys.items()}
+    assert not [k for k in privates if body(k) in json.dumps(tier["outputs"])]
+
+
+def test_cloud_init_installs_only_the_stacks_key(graph):
+    import yaml as _yaml
+
+    _, mocks, _ = graph
+    seeds = {r.name: r.inputs for r in mocks.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
+    for host, key in mocks.host_keys.items():
+        doc = _yaml.safe_load(seeds[f"{host}-seed"]["userData"]["value"])
+        assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
+        assert doc["ssh_keys"] == {"ed25519_private": key, "ed25519_public": _public(key)}
+
+
+def test_host_key_step_runs_before_anything_on_its_host(graph):
+    """The HostKey step (a local command: waits for the pinned key, installs a rotated one) runs
+    after its guest is created and before the host's first remote command."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    for host in tier["vms"]:
+        step = f"{host}-hostkey"
+        assert mon.requests[step].type == "command:local:Command"
+        assert f"{host}-domain" in mon.deps(step)
+        assert step in mon.deps(f"{host}-prep"), mon.deps(f"{host}-prep")
+        inputs = {r.name: r.inputs for r in mocks.of_type("command:local:Command")}[step]
+        assert " -m webha.hostkeys install --name " + host in inputs["create"]
+        assert inputs["addPreviousOutputInEnv"] is True
+        assert inputs["environment"]["WEBHA_HOST_KEY"] == _public(mocks.host_keys[host])
+        # the guest's id: a new guest runs the step again (waits for its cloud-init key)
+        assert inputs["triggers"] == [f"{host}-domain-id"]
+
+
+def test_replicate_mode_restart_step_is_its_own_resource_before_the_move(graph):
+    """database.mode: replicate: binary logging on the source is a named step of its own, before
+    any step of the move (so `pulumi preview` lists it); db-migrate gets the switched
+    database.php as a secret on stdin. Snapshot mode has no such step."""
+    _, mocks, tier = graph
+    names = [s.command._name for s in tier["migration"].steps]
+    mon = mocks.monitor
+    if tier["config"].database.mode == "snapshot":
+        assert "db-source-binlog" not in names
+        return
+    assert names.index("db-source-binlog") < names.index("db-migrate-credential")
+    assert "db-source-binlog" in mon.command_deps("db-migrate-credential")
+    assert names[-1] == "db-source-retire"
+    assert is_secret(mon.raw_input("db-migrate", "stdin"))

@@ -49,7 +49,8 @@ from ..vip import holders
 BASE_DIR = netns.STATE_DIR
 PREFIX_BASE = "whl"
 CLIENT = "client"
-LAB_TOOLS = ("ip", "nsenter", "unshare", "keepalived", "nginx", "curl", "nft")
+LAB_TOOLS = ("ip", "nsenter", "unshare", "keepalived", "nginx", "curl", "nft", "prometheus-node-exporter")
+METRICS_PORT = 9100
 
 _INIT = r"""
 import os, signal, socket, subprocess, sys, time
@@ -117,6 +118,9 @@ def lab_paths(host_dir: str, script_user: str = "keepalived_script") -> Paths:
         php_socket=f"{d}/run/php-fpm.sock",
         log_dir=f"{d}/log",
         script_user=script_user,
+        keepalived_pid=f"{d}/run/keepalived.pid",
+        events_log=f"{d}/log/events.jsonl",
+        metrics_dir=f"{d}/metrics",
     )
 
 
@@ -173,6 +177,9 @@ class HaLab:
                 self.layouts[node] = self._layout(node)
                 self.write_node_files(node)
             if daemons:
+                for node in self.web_names:
+                    self.start_events(node)
+                    self.start_node_exporter(node)
                 for node in self.web_names:
                     self.start_nginx(node)
                 for node in self.web_names:
@@ -289,6 +296,8 @@ class HaLab:
                        lab={"dir": self.host_dir(node), "nginx_conf": self.nginx_conf(node)}),
                 0o755,
             ),
+            f"{sd}/webha-events.py": (render("keepalived/webha-events.py.j2", **kctx), 0o755),
+            f"{sd}/vip-held.sh": (render("keepalived/vip-held.sh.j2", **kctx), 0o755),
             paths.nginx_site: (render("nginx/shop.conf.j2", **hctx), 0o644),
             self.nginx_conf(node): (
                 render("lab/nginx-main.conf.j2", **hctx, lab={"dir": self.host_dir(node)}),
@@ -310,7 +319,7 @@ class HaLab:
         paths = self.paths(node)
         ensure_script_user(paths.script_user)
         d = self.host_dir(node)
-        for sub in ("run", "log", "nginx/tmp", "keepalived/scripts"):
+        for sub in ("run", "log", "nginx/tmp", "keepalived/scripts", "metrics"):
             os.makedirs(f"{d}/{sub}", mode=0o755, exist_ok=True)
         for path, (text, mode) in (files or self.render_node(node)).items():
             _write(path, text, mode)
@@ -351,6 +360,38 @@ class HaLab:
             log,
         )
         self.wait(lambda: self.keepalived_running(node), 10, f"keepalived on {node} to start")
+
+    def start_events(self, node: str) -> None:
+        """The event reader (what the ``webha-events`` unit runs on a guest), before keepalived:
+        it makes the notify FIFO keepalived writes to."""
+        paths = self.paths(node)
+        self.hosts[node].spawn([f"{paths.script_dir}/webha-events.py", "run"],
+                               f"{paths.log_dir}/webha-events.log")
+        now = f"{paths.state_dir}/events.now.json"
+        try:
+            self.wait(lambda: os.path.exists(now) and os.path.exists(f"{paths.state_dir}/notify.fifo"), 30,
+                      f"the event reader on {node}")
+        except LabError as exc:
+            raise LabError(f"{exc}; its log:\n{self.log(node, 'webha-events.log')[-2000:]}") from None
+
+    def start_node_exporter(self, node: str) -> None:
+        """Debian's prometheus-node-exporter, textfile collector only, on the node's address."""
+        paths = self.paths(node)
+        addr = f"{self.cfg.host(node).ip}:{METRICS_PORT}"
+        self.hosts[node].spawn(
+            ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.textfile",
+             f"--collector.textfile.directory={paths.metrics_dir}", f"--web.listen-address={addr}"],
+            f"{paths.log_dir}/node-exporter.log")
+        self.wait(lambda: self.hosts[node].run(
+            ["curl", "-sf", "--noproxy", "*", "--max-time", "1", f"http://{addr}/metrics"]).returncode == 0,
+            10, f"the node exporter on {node}")
+
+    def metrics(self, node: str) -> str:
+        """The node's metrics as a scraper on the client (the libvirt host's place) sees them."""
+        res = self.hosts[CLIENT].run(
+            ["curl", "-sf", "--noproxy", "*", "--max-time", "2",
+             f"http://{self.cfg.host(node).ip}:{METRICS_PORT}/metrics"], timeout=10, check=True)
+        return res.stdout
 
     def keepalived_running(self, node: str) -> bool:
         lay = self.layouts[node]

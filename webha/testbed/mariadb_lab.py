@@ -94,7 +94,26 @@ class MariaDBHost:
             conf_dir=str(self.conf_dir),
             restart_command=f"bash {self.restart_script}",
             tmp_dir=str(self.tmp_dir),
+            stop_command=f"kill $(cat {self.pidfile})",
+            state_dir=str(self.dir / "state"),
+            database_php=str(self.database_php),
         )
+
+    @property
+    def database_php(self) -> Path:
+        """The app's config on this lab host (the course's shop on web01 before the move)."""
+        return self.dir / "app" / "application" / "database.php"
+
+    def reset_retired(self) -> None:
+        """Undo what a completed move did to a source (moved record, retire drop-in, read_only,
+        stopped server, switched app config), so the next test moves it again."""
+        shutil.rmtree(self.dir / "state", ignore_errors=True)
+        shutil.rmtree(self.dir / "app", ignore_errors=True)
+        for name in ("62-webha-retired.cnf",):
+            (self.conf_dir / name).unlink(missing_ok=True)
+        if self.sql("SELECT 1", check=False).returncode != 0:
+            self.start()
+        self.sql("SET GLOBAL read_only = 0")
 
     def init(self) -> "MariaDBHost":
         """A brand-new server: fresh datadir copied from the template, Debian-like config."""
