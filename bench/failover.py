@@ -130,11 +130,22 @@ def describe(cfg) -> str:
             f"trackProcess {hc.track_process} trackFile {hc.track_file}")
 
 
+def state_log(cluster, node: str) -> list[tuple[float, str, str]]:
+    """(time, node, state) lines that notify.sh appends to ``<state_dir>/vrrp.log``."""
+    res = cluster.hosts[node].run(["cat", f"{cluster.layouts[node].paths.state_dir}/vrrp.log"], timeout=5)
+    out = []
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 5:
+            out.append((float(parts[0]), parts[1], parts[4]))
+    return out
+
+
 def last_states(cluster) -> dict[str, str]:
     """Each node's last notified VRRP state (notify scripts may run out of order: a hint only)."""
     out = {}
     for node in cluster.web_names:
-        log = cluster.state_log(node)
+        log = state_log(cluster, node)
         out[node] = log[-1][2] if log else "?"
     return out
 
@@ -163,7 +174,7 @@ def stable(cluster, quiet: float, timeout: float = 60) -> tuple[str, float]:
 
 def transitions(cluster, since: float, until: float) -> list[tuple[float, str, str]]:
     """VRRP state changes (notify log) of every web node in [since, until)."""
-    return sorted(s for n in cluster.web_names for s in cluster.state_log(n) if since <= s[0] < until)
+    return sorted(s for n in cluster.web_names for s in state_log(cluster, n) if since <= s[0] < until)
 
 
 def cycle(cfg) -> float:
@@ -190,7 +201,10 @@ def keep_logs(lab, name: str) -> None:
     for node in lab.web_names:
         for src in (Path(lab.paths(node).log_dir), Path(lab.paths(node).state_dir)):
             if src.is_dir():
-                shutil.copytree(src, dest / node / src.name, dirs_exist_ok=True)
+                # Regular files only (the state dir also holds keepalived's notify FIFO).
+                shutil.copytree(src, dest / node / src.name, dirs_exist_ok=True,
+                                ignore=lambda d, names: [n for n in names if not (Path(d) / n).is_file()
+                                                         and not (Path(d) / n).is_dir()])
 
 
 def _bench_lab(lab, name, cfg, scenarios, runs, rng, observe, quiet) -> dict:
