@@ -393,11 +393,18 @@ class HealthCheckConfig(_Model):
     # Whole seconds: keepalived 2.2.7 reads `interval 1.5` as "invalid number" and uses 1.
     interval: Decimal = Field(default=Decimal("1"), ge=1, le=60)
     timeout: Decimal = Field(default=Decimal("1"), ge=1, le=60)
-    fall: int = Field(default=1, ge=1, le=10)
+    # fall 2: a crash is caught by trackFile at once; the script only catches a hung nginx, and
+    # one slow answer on a busy node must not move the VIP (issue 13's soak).
+    fall: int = Field(default=2, ge=1, le=10)
     rise: int = Field(default=2, ge=1, le=10)
     weight: int = Field(default=0, ge=-253, le=253)
-    # Also watch the nginx process through keepalived's process table (instant on crash).
+    # Also watch the nginx process through keepalived's process table (instant on crash; needs
+    # the kernel's proc connector, which the namespace lab lacks).
     track_process: bool = True
+    # nginx's service manager writes its exit into a file keepalived tracks (vrrp_track_file,
+    # read on inotify): instant on crash wherever nginx.service's ExecStopPost runs (the VMs; the
+    # lab's stand-in for the unit, templates/lab/nginx-service.sh.j2).
+    track_file: bool = True
 
     @field_validator("interval", "timeout")
     @classmethod
@@ -411,13 +418,19 @@ class VrrpConfig(_Model):
     vip: ipaddress.IPv4Address
     virtual_router_id: int = 51
     version: Literal[2, 3] = 3
-    advert_int: Decimal = Decimal("0.25")
+    # 0.2 s: a silent death is noticed after 3 x 0.2 + skew = 0.72 s. 0.1 s (0.36 s) flapped
+    # under stress without a real-time VRRP process (bench/soak.py, README Figures).
+    advert_int: Decimal = Decimal("0.2")
     preempt: bool = False
     preempt_delay: Optional[int] = Field(default=None, ge=0, le=1000)
     unicast: bool = True
     strict: bool = False
     auth_type: Literal["none", "PASS"] = "none"
     garp_master_delay: int = Field(default=1, ge=0, le=255)
+    # keepalived's VRRP process on SCHED_RR (vrrp_rt_priority). Off: keepalived 2.2.7 SIGKILLs
+    # its real-time VRRP process on every reload (RLIMIT_RTTIME) and the VIP moves (lab test).
+    # Its memory is always locked (vrrp_no_swap).
+    realtime: bool = False
     health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
 
     @field_validator("virtual_router_id")

@@ -147,13 +147,21 @@ def keepalived_context(
         "strict": v.strict,
         "auth_type": v.auth_type,
         "garp_master_delay": v.garp_master_delay,
+        "realtime": v.realtime,
         "check": {
             "interval": format(hc.interval.normalize(), "f"),
             "timeout": format(hc.timeout.normalize(), "f"),
+            # keepalived's limit on the script: curl's (timeout) + 1 s for the script's own start on
+            # a busy node. With both at 1 s, every false transition of bench/soak.py's first run
+            # was a check keepalived killed (`timed_out`) while nginx was fine.
+            "script_timeout": format((hc.timeout + 1).normalize(), "f"),
             "fall": hc.fall,
             "rise": hc.rise,
             "weight": hc.weight,
             "track_process": hc.track_process,
+            "track_file": hc.track_file,
+            # 1 = nginx exited, 0 = running: written by nginx-exit.sh, read by keepalived.
+            "exit_file": f"{ctx['paths']['state_dir']}/nginx.exit",
         },
     }
     return ctx

@@ -161,6 +161,8 @@ KEEPALIVED_FILES = (
     "release-vip.sh",
     "systemd-override.conf",
     "tmpfiles.conf",
+    "nginx-exit.sh",
+    "nginx-override.conf",
     "webha-events.py",
     "vip-held.sh",
     "webha-events.service",

@@ -19,6 +19,8 @@ PKGS=(
   openssh-client e2fsprogs
   # dns tier: named-checkzone, a PowerDNS server (started by the tests on loopback only)
   bind9-utils pdns-server pdns-backend-sqlite3
+  # bench/soak.py: CPU and I/O stress on the lab host while keepalived idles (issue 13)
+  stress-ng
 )
 # cloud-init is installed for its schema checker; it must never configure this machine at boot.
 mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled

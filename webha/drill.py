@@ -50,6 +50,7 @@ DESCRIPTIONS = {
     "link to the LAN cut; on return `pulumi up --refresh` starts the guests again",
 }
 NFT_TABLE = "webha_drill"
+INJECTED = "fault command returned"
 
 
 class DrillError(RuntimeError):
@@ -100,12 +101,13 @@ class Cluster:
 
     def kill_keepalived(self, node: str, sig: str = "KILL") -> Optional[float]:
         lay = self.layouts[node]
-        # One kill(1) for parent and VRRP child: killed one by one, the child gets the parent's
-        # death signal first, shuts down cleanly and sends a priority-0 advert (not silent).
+        # One kill(1) for VRRP child and parent, the child first: killed one by one, the child
+        # gets the parent's death signal, shuts down cleanly and sends a priority-0 advert (not
+        # silent); a child on SCHED_RR (vrrp_rt_priority) even runs between two kill(2) calls.
         script = ('for f in "$@"; do shift; p=$(cat "$f" 2>/dev/null) && set -- "$@" "$p"; done; '
                   '[ $# -gt 0 ] && date +%%s.%%N && kill -%s "$@"' % sig)
         res = self.hosts[node].run(
-            ["sh", "-c", script, "sh", lay.keepalived_pid, lay.vrrp_pid] if sig == "KILL"
+            ["sh", "-c", script, "sh", lay.vrrp_pid, lay.keepalived_pid] if sig == "KILL"
             else ["sh", "-c", script, "sh", lay.keepalived_pid],
             check=True,
         )
@@ -412,8 +414,12 @@ def run_drill(
     rate: float = 50,
     timeout: float = 1.0,
     rejoin_timeout: float = 600,
+    lead: float = 0.5,
 ) -> DrillResult:
-    """One fault on the current VIP holder; returns what happened. Leaves one holder behind."""
+    """One fault on the current VIP holder; returns what happened. Leaves one holder behind.
+
+    ``lead``: seconds of normal traffic before the fault; bench/failover.py draws it at random so
+    that faults land at a random phase of the advert and check cycles."""
     if scenario not in SCENARIOS:
         raise DrillError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     before = single_holder(cluster)
@@ -444,7 +450,7 @@ def run_drill(
         _agree(stream, before)
         client = Client(cluster, rate=rate, timeout=timeout)
         client.wait_first()
-        time.sleep(0.5)
+        time.sleep(lead)
         fault_at = time.time()
         if scenario == "nginx-kill":
             node_clock = cluster.kill_nginx(victim)
@@ -467,6 +473,8 @@ def run_drill(
             for node in cluster.web_names:
                 cluster.block_vrrp(node)
             restore = lambda: [cluster.unblock_vrrp(n) for n in cluster.web_names]  # noqa: E731
+        # When the fault command returned (the fault lies between the send and this).
+        events.append((time.time(), INJECTED))
         offset = stream.offsets().get(victim)
         if node_clock is not None and offset is not None:
             sent, fault_at = fault_at, node_clock - offset

@@ -59,6 +59,15 @@ def read_stack_values(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def secrets_for(raw: Mapping[str, Any], secrets: Mapping[str, str] = FAKE_SECRETS) -> dict[str, str]:
+    """``secrets`` less ``vrrpAuthPass`` unless the config uses ``authType: PASS`` (the config
+    refuses a password nothing uses)."""
+    out = dict(secrets)
+    if (raw.get("vrrp") or {}).get("authType", "none") != "PASS":
+        out.pop("vrrpAuthPass", None)
+    return out
+
+
 def load_stack_file(
     path: str | Path,
     secrets: Optional[Mapping[str, str]] = None,
@@ -72,10 +81,7 @@ def load_stack_file(
     raw = read_stack_values(path)
     if overrides:
         raw = _merge(raw, overrides)
-    secrets = dict(FAKE_SECRETS if secrets is None else secrets)
-    auth_type = (raw.get("vrrp") or {}).get("authType", "none")
-    if auth_type != "PASS":
-        secrets.pop("vrrpAuthPass", None)
+    secrets = secrets_for(raw, FAKE_SECRETS if secrets is None else secrets)
     for key in SECRET_KEYS:
         if key in secrets:
             raw[key] = secrets[key]

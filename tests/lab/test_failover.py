@@ -34,7 +34,7 @@ def settle_time(lab) -> float:
 
 
 def test_1_start_web01_holds_vip_with_dev_stack_as_is(make_lab):
-    lab = make_lab(fast=False)  # stacks/Pulumi.dev.yaml: VRRPv2, advert_int 1, PASS auth, nopreempt
+    lab = make_lab(fast=False)  # stacks/Pulumi.dev.yaml: VRRPv3, advert_int 0.2, no auth, nopreempt
     one_holder(lab, "web01", settle=0.5)
     res = lab.hosts["client"].run(
         ["curl", "-sf", "--max-time", "2", f"http://{lab.cfg.vrrp.vip}/"], timeout=5
@@ -48,7 +48,9 @@ def test_1_start_web01_holds_vip_with_dev_stack_as_is(make_lab):
         assert lab.hosts[node].run(["hostname"]).stdout.strip() == node
     # keepalived runs with the rendered config untouched except for paths.
     conf = open(lab.layouts["web01"].keepalived_conf).read()
-    assert "auth_type PASS" in conf and "vrrp_version 2" in conf and "nopreempt" in conf
+    assert "vrrp_version 3" in conf and "advert_int 0.2\n" in conf and "nopreempt" in conf
+    assert "auth_type" not in conf and "vrrp_no_swap" in conf and "track_file" in conf
+    assert "vrrp_rt_priority" not in conf
 
 
 def test_2_nginx_killed_on_web01_moves_vip_to_web02(make_lab):

@@ -83,15 +83,18 @@ def test_drill_reports_timeline_and_failed_requests(make_lab):
 
 def test_cli_drill_runs_and_cleans_up():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    before = _netns()
-    res = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "webha", "drill", "--set", "vrrp.version=3", "--set", "vrrp.advertInt=0.25",
          "--set", "vrrp.authType=none", "--scenario", "link-down", "--observe", "1.5"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "== drill link-down" in res.stdout and "VIP holder(s) at the end: web02" in res.stdout
-    assert _netns() == before
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "== drill link-down" in out and "VIP holder(s) at the end: web02" in out
+    # Its own lab only (prefix from its pid): concurrent runs' labs come and go meanwhile.
+    prefix = netns.new_prefix(halab.PREFIX_BASE, pid=proc.pid)
+    assert prefix + "-" not in _netns()
+    assert not (halab.BASE_DIR / prefix).exists()
 
 
 # ---------------------------------------------------------------- detector parsers (no root)

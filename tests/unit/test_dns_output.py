@@ -13,17 +13,18 @@ from components.config import parse_config
 from components.outputs import dns_records, reverse_zone
 from tests.conftest import ROOT
 from webha.dns.contract import SCHEMA_PATH, ContractError, from_stack_outputs, validate
-from webha.stackfile import FAKE_SECRETS, read_stack_values
+from webha.stackfile import read_stack_values, secrets_for
 
 pytestmark = pytest.mark.unit
 
 
 def config(stack="dev", **dns):
     raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    raw.update(FAKE_SECRETS)
+    secrets = secrets_for(raw)  # the dev stack carries no VRRP password
+    raw.update(secrets)
     if dns:
         raw["dns"] = {**raw.get("dns", {}), **dns}
-    return parse_config(raw, set(FAKE_SECRETS))
+    return parse_config(raw, set(secrets))
 
 
 def records(doc, zone=0):
@@ -91,9 +92,10 @@ def test_reverse_zone_rounds_down_to_whole_octets(cidr, zone):
 
 def test_service_name_at_the_zone_apex():
     raw = read_stack_values(ROOT / "stacks" / "Pulumi.dev.yaml")
-    raw.update(FAKE_SECRETS)
+    secrets = secrets_for(raw)  # the dev stack carries no VRRP password
+    raw.update(secrets)
     raw["app"]["serverName"] = "itcast.cn"
-    doc = dns_records(parse_config(raw, set(FAKE_SECRETS)), "webha", "dev")
+    doc = dns_records(parse_config(raw, set(secrets)), "webha", "dev")
     validate(doc)
     recs = records(doc)
     assert recs[("itcast.cn", "A")]["name"] == "@"
@@ -104,10 +106,11 @@ def test_output_is_deterministic_and_a_vip_change_changes_only_the_vip_records()
     a = dns_records(config(reverse=True), "webha", "dev")
     assert a == dns_records(config(reverse=True), "webha", "dev")
     raw = read_stack_values(ROOT / "stacks" / "Pulumi.dev.yaml")
-    raw.update(FAKE_SECRETS)
+    secrets = secrets_for(raw)  # the dev stack carries no VRRP password
+    raw.update(secrets)
     raw["vrrp"]["vip"] = "10.1.1.200"
     raw["dns"]["reverse"] = True
-    b = dns_records(parse_config(raw, set(FAKE_SECRETS)), "webha", "dev")
+    b = dns_records(parse_config(raw, set(secrets)), "webha", "dev")
     changed = [r for r in (b["zones"][0]["records"]) if r not in a["zones"][0]["records"]]
     assert [(r["fqdn"], r["values"]) for r in changed] == [("shop.itcast.cn", ["10.1.1.200"]),
                                                           ("www.shop.itcast.cn", ["10.1.1.200"])]

@@ -17,7 +17,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from components.hostkeys import generate as generate_host_key
 from tests.conftest import ROOT
-from webha.stackfile import FAKE_SECRETS, read_stack_values
+from webha.stackfile import FAKE_SECRETS, read_stack_values, secrets_for
 
 pytestmark = pytest.mark.unit
 
@@ -88,10 +88,11 @@ def build_graph(stack: str, tmp, raw: dict | None = None):
         if raw["image"].get(field):
             (tmp / field).write_text("stand-in")
             raw["image"][field] = str(tmp / field)
-    raw.update(FAKE_SECRETS)
+    secrets = secrets_for(raw)  # dev: VRRPv3, no password; local: VRRPv2 + PASS
+    raw.update(secrets)
     raw["sshHostKeys"] = {h["name"]: generate_host_key() for h in raw["hosts"]}
     config = {f"webha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
-    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in [*FAKE_SECRETS, "sshHostKeys"]])
+    pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in [*secrets, "sshHostKeys"]])
     mocks = Recorder()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="webha", stack=stack, preview=False, monitor=monitor)
@@ -216,10 +217,11 @@ def test_secret_stdin_is_registered_secret(graph):
     from components.config import parse_config
     from components.migration_plan import secret_values
 
-    _, mocks, tier = graph
+    stack, mocks, tier = graph
     mon = mocks.monitor
-    raw = read_stack_values(ROOT / "stacks" / "Pulumi.dev.yaml")
-    values = [*FAKE_SECRETS.values(), *secret_values(parse_config({**raw, **FAKE_SECRETS}, set(FAKE_SECRETS))).values()]
+    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    secrets = secrets_for(raw)
+    values = [*secrets.values(), *secret_values(parse_config({**raw, **secrets}, set(secrets))).values()]
     # every migration step that reads stdin reads secrets on it (the plan's contract)
     must = {n for n, r in mon.requests.items()
             if r.type == "command:remote:Command" and n.startswith("db-") and mon.raw_input(n, "stdin") is not None}
@@ -284,14 +286,15 @@ def test_tier_check_runs_last_and_carries_no_secret(graph):
 def test_keepalived_conf_is_a_visible_file_without_the_password(graph):
     """A reviewer sees keepalived.conf's changed lines: its text is registered as a plain string
     input of the step's component (the engine elides asset text in diffs); no password in it."""
-    _, mocks, _ = graph
+    stack, mocks, _ = graph
     mon = mocks.monitor
+    uses_pass = "vrrpAuthPass" in secrets_for(read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml"))
     for node in ("web01", "web02"):
         req = mon.typed[("webha:index:RemoteStep", f"{node}-keepalived")]
         files = json_format.MessageToDict(req.object)["files"]
         text = files["keepalived.conf"]
         assert isinstance(text, str) and "advert_int" in text
-        assert "include /etc/keepalived/vrrp-auth.conf" in text
+        assert ("include /etc/keepalived/vrrp-auth.conf" in text) is uses_pass
         assert not [s for s in FAKE_SECRETS.values() if s in json.dumps(files)]
 
 

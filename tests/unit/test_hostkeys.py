@@ -12,10 +12,12 @@ from components.config import ConfigError, parse_config
 from components.hostkeys import HostKeyError, fingerprint, generate, known_hosts_lines, public_key, stack_known_hosts
 from tests.conftest import ROOT
 from webha.localstack import machine_specific, merge
-from webha.stackfile import FAKE_SECRETS, read_stack_values
+from webha.stackfile import read_stack_values, secrets_for
 
 pytestmark = pytest.mark.unit
 HOSTS = ("web01", "mysql01", "web02")
+# The dev stack carries no VRRP password (VRRPv3): only the secrets it uses.
+FAKE_SECRETS = secrets_for(read_stack_values(ROOT / "stacks" / "Pulumi.dev.yaml"))
 SECRET = {*FAKE_SECRETS, "sshHostKeys"}
 
 

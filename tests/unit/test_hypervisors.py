@@ -10,7 +10,7 @@ import pytest
 from components.config import ConfigError, parse_config
 from tests.conftest import ROOT
 from tests.unit.test_graph import build_graph
-from webha.stackfile import FAKE_SECRETS, read_stack_values
+from webha.stackfile import FAKE_SECRETS, load_stack_file, read_stack_values
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +61,7 @@ def test_twohv_stack_places_hosts():
 
 def test_single_hypervisor_stacks_have_one_implicit_hypervisor():
     for stack in ("local", "dev"):
-        cfg = parse(read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml"))
+        cfg = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
         (hv,) = cfg.used_hypervisors()
         assert not hv.named and hv.uri == cfg.libvirt.uri and hv.pool == cfg.libvirt.pool
         assert hv.resource_name("libvirt") == "libvirt"  # the URNs of today's stacks

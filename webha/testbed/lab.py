@@ -101,7 +101,8 @@ def lab_config(cfg: StackConfig) -> tuple[StackConfig, list[str]]:
     vrrp = cfg.vrrp.model_copy(update={"health_check": hc.model_copy(update={"track_process": False})})
     return cfg.model_copy(update={"vrrp": vrrp}), [
         "vrrp.healthCheck.trackProcess: true -> false (no proc connector outside the initial "
-        "network namespace; nginx crashes are caught by check_nginx)"
+        "network namespace; nginx crashes are caught by the tracked file (trackFile, when on) "
+        "and check_nginx)"
     ]
 
 
@@ -289,6 +290,12 @@ class HaLab:
                 render("keepalived/vrrp-auth.conf.j2", auth_pass=self.auth_pass or ""), 0o600),
             f"{sd}/check_nginx.sh": (render("keepalived/check_nginx.sh.j2", **kctx), 0o755),
             f"{sd}/notify.sh": (render("keepalived/notify.sh.j2", **kctx), 0o755),
+            f"{sd}/nginx-exit.sh": (render("keepalived/nginx-exit.sh.j2", **kctx), 0o755),
+            self.nginx_service(node): (
+                render("lab/nginx-service.sh.j2", **hctx,
+                       lab={"dir": self.host_dir(node), "nginx_conf": self.nginx_conf(node)}),
+                0o755,
+            ),
             f"{sd}/webha-events.py": (render("keepalived/webha-events.py.j2", **kctx), 0o755),
             f"{sd}/vip-held.sh": (render("keepalived/vip-held.sh.j2", **kctx), 0o755),
             paths.nginx_site: (render("nginx/shop.conf.j2", **hctx), 0o644),
@@ -303,6 +310,10 @@ class HaLab:
 
     def nginx_conf(self, node: str) -> str:
         return f"{self.host_dir(node)}/nginx/nginx.conf"
+
+    def nginx_service(self, node: str) -> str:
+        """The lab's stand-in for nginx.service + webha's drop-in (no systemd in the lab)."""
+        return f"{self.host_dir(node)}/nginx/nginx-service.sh"
 
     def write_node_files(self, node: str, files: Optional[dict[str, tuple[str, int]]] = None) -> None:
         paths = self.paths(node)
@@ -406,7 +417,8 @@ class HaLab:
         res = ex.run(["nginx", "-t", "-q", "-c", conf], timeout=15)
         if res.returncode != 0:
             raise ConfigRejected(f"nginx -t rejected {conf} on {node}:\n{res.stderr.strip()}")
-        ex.run(["nginx", "-c", conf], timeout=15, check=True)
+        # Like `systemctl start nginx`: the unit runs nginx-exit.sh after the start and at its exit.
+        ex.spawn([self.nginx_service(node)], f"{self.paths(node).log_dir}/nginx-service.log")
         self.wait(lambda: self.healthz(node) == f"ok {node}", 10, f"nginx on {node} to answer")
 
     def healthz(self, node: str, target: Optional[str] = None) -> Optional[str]:

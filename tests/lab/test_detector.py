@@ -1,0 +1,98 @@
+"""The nginx crash detector that works in the lab and on the VMs (issue 13): nginx's service
+manager writes its exit into a file keepalived tracks (vrrp_track_file, read on inotify), and
+keepalived's VRRP process on real-time scheduling with its memory locked.
+
+On the VMs the writer is nginx.service's ExecStopPost (templates/keepalived/nginx-override.conf.j2);
+in the lab it is the stand-in for that unit (templates/lab/nginx-service.sh.j2), running the same
+nginx-exit.sh. No timing is asserted: the check script runs once a minute here, so a VIP that
+moves within seconds moved because of the tracked file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.lab.test_failover import one_holder
+from webha.drill import LabCluster
+
+pytestmark = pytest.mark.lab
+
+# The check script (the only other detector in the lab) every 60 s, after a first success.
+SLOW_CHECK = {"vrrp": {"healthCheck": {"interval": 60, "timeout": 2, "fall": 1, "rise": 1}}}
+
+
+def exit_file(lab, node: str) -> Path:
+    return Path(lab.paths(node).state_dir) / "nginx.exit"
+
+
+def test_nginx_exit_moves_the_vip_without_the_check_script(make_lab):
+    lab = make_lab(SLOW_CHECK)
+    one_holder(lab, "web01")
+    assert exit_file(lab, "web01").read_text().strip() == "0"  # ExecStartPost: running
+    LabCluster(lab).kill_nginx("web01")
+    # Far inside the check's 60 s: only the tracked file can have moved it.
+    one_holder(lab, "web02", timeout=10)
+    assert exit_file(lab, "web01").read_text().strip() == "1"  # ExecStopPost: exited
+    assert "tracked file nginx_exit now FAULT state" in lab.log("web01")
+    lab.start_nginx("web01")
+    assert exit_file(lab, "web01").read_text().strip() == "0"
+    lab.wait(lambda: "nginx_exit leaving FAULT state" in lab.log("web01"), 10,
+             "web01 to leave FAULT once nginx runs again")
+    one_holder(lab, "web02", settle=1.0)  # nopreempt: web02 keeps it
+
+
+def test_without_the_tracked_file_the_slow_check_alone_does_not_move_it(make_lab):
+    """The control: the same lab with trackFile off keeps the VIP on web01 (nginx dead) for the
+    whole check interval - what the test above would see if the tracked file did nothing."""
+    lab = make_lab({**SLOW_CHECK, "vrrp": {**SLOW_CHECK["vrrp"],
+                                           "healthCheck": {**SLOW_CHECK["vrrp"]["healthCheck"],
+                                                           "trackFile": False}}})
+    one_holder(lab, "web01")
+    assert "vrrp_track_file" not in open(lab.layouts["web01"].keepalived_conf).read()
+    LabCluster(lab).kill_nginx("web01")
+    time.sleep(5.0)
+    assert lab.vip_holders() == ["web01"]  # nginx is dead, nobody noticed yet
+    assert "FAULT" not in lab.log("web01")
+
+
+def _vrrp_child(lab, node: str) -> str:
+    return Path(lab.layouts[node].vrrp_pid).read_text().strip()
+
+
+@pytest.mark.parametrize("realtime", [True, False], ids=["realtime", "normal"])
+def test_vrrp_process_scheduling_and_locked_memory(make_lab, realtime):
+    """vrrp_no_swap (always) and vrrp_rt_priority (``realtime``) reach the kernel: locked memory
+    (VmLck) and SCHED_RR."""
+    lab = make_lab({"vrrp": {"realtime": realtime}})
+    lab.wait_single_holder(10)
+    for node in lab.web_names:
+        pid = _vrrp_child(lab, node)
+        policy = lab.hosts[node].run(["chrt", "-p", pid], check=True).stdout
+        status = lab.hosts[node].run(["cat", f"/proc/{pid}/status"], check=True).stdout
+        locked = int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmLck:")))
+        assert locked > 0, status
+        if realtime:
+            assert "SCHED_RR" in policy and "priority: 50" in policy, policy
+        else:
+            assert "SCHED_OTHER" in policy, policy
+
+
+def test_reload_keeps_the_holder_and_the_vrrp_process(make_lab):
+    """Why ``realtime`` is off by default: `pulumi up` reloads keepalived (SIGHUP) on a config
+    change, and keepalived 2.2.7 SIGKILLs its SCHED_RR VRRP process during the reload ("has
+    rlimit_rttime been exceeded?", also with vrrp_rlimit_rttime 1 s); the new one starts as
+    BACKUP and the VIP moves. With the defaults, five reloads change nothing."""
+    lab = make_lab(fast=False)  # the dev stack as it is: the defaults, 0.2 s adverts
+    one_holder(lab, "web01", settle=1.0)
+    before = {n: _vrrp_child(lab, n) for n in lab.web_names}
+    for _ in range(5):
+        for node in lab.web_names:
+            lab.hosts[node].run(["sh", "-c", 'kill -HUP "$(cat "$1")"', "sh",
+                                 lab.layouts[node].keepalived_pid], check=True)
+        time.sleep(1.0)
+    assert {n: _vrrp_child(lab, n) for n in lab.web_names} == before
+    assert lab.vip_holders() == ["web01"]
+    assert "rlimit_rttime" not in lab.log("web01") + lab.log("web02")
