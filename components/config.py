@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Optional
 
@@ -39,8 +40,8 @@ _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+=-]*
 # Pulumi config. Every other key (the secrets above all) is taken as the literal string it is.
 # sshHostKeys is a map of secrets (set with `pulumi config set --secret --path sshHostKeys.HOST`):
 # the engine hands it over as one JSON object, marked secret as a whole.
-STRUCTURED_KEYS = ("libvirt", "network", "image", "ssh", "hosts", "vrrp", "database", "app", "packages", "dns",
-                   "sshHostKeys")
+STRUCTURED_KEYS = ("libvirt", "hypervisors", "network", "image", "ssh", "hosts", "vrrp", "database", "app",
+                   "packages", "dns", "sshHostKeys")
 # What keepalived 2.2.7's config reader does to a word (measured with `keepalived -d`, see
 # tests/render/test_render.py): `$NAME`/`${...}` and its built-ins $_RANDOM, $_PWD, $_HASH, $_BANG
 # are expanded, whitespace splits, '#' and '!' start a comment, '"' quotes, '{' and '}' are tokens.
@@ -60,6 +61,13 @@ _SYSTEM_SCHEMAS = {"mysql", "information_schema", "performance_schema", "sys"}
 MYSQL_PORT = 3306
 _SQL_IDENT = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _IFNAME = re.compile(r"^(?!-)[A-Za-z0-9_.-]{1,15}$")
+
+
+def _check_ifname(v: str) -> str:
+    """A Linux interface name (IFNAMSIZ: at most 15 bytes; no '/', spaces or quotes)."""
+    if not _IFNAME.fullmatch(v) or v in (".", ".."):
+        raise ValueError(f"{v!r} is not a Linux interface name (1-15 of [A-Za-z0-9_.-])")
+    return v
 
 
 class ConfigError(ValueError):
@@ -134,38 +142,105 @@ def migration_user_names(cfg: "StackConfig") -> dict[str, str]:
     return {"user": settings["user"], "meta_schema": settings["meta_schema"]}
 
 
+# qemu[+transport]://[user@]host[:port]/system|session[?param=value&...]: no spaces, quotes or
+# shell characters anywhere (the URI reaches the provider, logs and SSH's command line).
+_LIBVIRT_URI = re.compile(
+    r"^qemu(\+(ssh|tcp|tls|unix|libssh2|libssh))?://"
+    r"([A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])?(:[0-9]{1,5})?"
+    r"/(system|session)(\?[A-Za-z0-9_]+=[A-Za-z0-9._/:@%+-]*(&[A-Za-z0-9_]+=[A-Za-z0-9._/:@%+-]*)*)?$"
+)
+
+
+def _check_libvirt_uri(v: str) -> str:
+    if not _LIBVIRT_URI.fullmatch(v):
+        raise ValueError(
+            f"{v!r} is not a libvirt qemu URI such as qemu:///system or "
+            "qemu+ssh://root@hv1/system (no spaces, quotes or shell characters)"
+        )
+    return v
+
+
+def _check_pool(v: str) -> str:
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", v) or v in (".", ".."):
+        raise ValueError(f"{v!r} must be 1-64 of [A-Za-z0-9_.-]")
+    return v
+
+
+def _is_local_uri(uri: str) -> bool:
+    """The libvirt host is this machine (no host in the URI): image paths can be checked here."""
+    return bool(re.match(r"^qemu(\+unix)?:///(system|session)(\?|$)", uri))
+
+
 class LibvirtConfig(_Model):
     uri: str = "qemu:///system"
     # "kvm" for real hosts; "qemu" (TCG) where /dev/kvm does not run guests.
     domain_type: Literal["kvm", "qemu"] = "kvm"
     pool: str = "default"
 
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        if not re.match(r"^qemu(\+[a-z]+)?://[^\s]*/(system|session)(\?[^\s]*)?$", v):
-            raise ValueError(f"{v!r} is not a libvirt qemu URI such as qemu:///system")
-        return v
-
-    @field_validator("pool")
-    @classmethod
-    def _pool(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", v) or v in (".", ".."):
-            raise ValueError(f"{v!r} must be 1-64 of [A-Za-z0-9_.-]")
-        return v
+    _uri = field_validator("uri")(classmethod(lambda cls, v: _check_libvirt_uri(v)))
+    _pool = field_validator("pool")(classmethod(lambda cls, v: _check_pool(v)))
 
     @property
     def is_local(self) -> bool:
         """The libvirt host is this machine: image paths can be checked here."""
-        return bool(re.match(r"^qemu:///(system|session)(\?|$)", self.uri))
+        return _is_local_uri(self.uri)
+
+
+# A hypervisor's name: part of resource names (`libvirt-hv1`) and error messages.
+_HYPERVISOR_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+class HypervisorConfig(_Model):
+    """One libvirt host of a stack that spans several (``webha:hypervisors``)."""
+
+    uri: str
+    # Storage pool on that host (default: libvirt.pool).
+    pool: Optional[str] = None
+    # The host bridge its guests attach to with network mode "bridge" (default: network.bridge).
+    bridge: Optional[str] = None
+
+    _uri = field_validator("uri")(classmethod(lambda cls, v: _check_libvirt_uri(v)))
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_pool(v)
+
+    @field_validator("bridge")
+    @classmethod
+    def _bridge(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_ifname(v)
+
+
+@dataclass(frozen=True)
+class Hypervisor:
+    """A hypervisor as the program uses it, defaults filled in. ``named`` is False for the one
+    implicit hypervisor of a stack without ``hypervisors`` (``libvirt.uri``): its resources keep
+    the names they always had (``libvirt``, ``base-image``, ``net``)."""
+
+    name: str
+    uri: str
+    pool: str
+    bridge: Optional[str]
+    named: bool
+
+    def resource_name(self, base: str) -> str:
+        return f"{base}-{self.name}" if self.named else base
+
+    @property
+    def is_local(self) -> bool:
+        return _is_local_uri(self.uri)
 
 
 class NetworkConfig(_Model):
     name: str = "webha"
     cidr: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
-    # isolated: no forward (the host reaches guests over the bridge); nat: libvirt NAT.
-    mode: Literal["isolated", "nat"] = "isolated"
+    # isolated: no forward (the host reaches guests over the bridge); nat: libvirt NAT;
+    # bridge: guests attach to an existing host bridge (the LAN), no libvirt network is made.
+    mode: Literal["isolated", "nat", "bridge"] = "isolated"
+    # With mode bridge: the host bridge's name (a hypervisor's own `bridge` wins).
+    bridge: Optional[str] = None
     # Interface name inside the guests (keepalived binds the VIP here).
     interface: str = "eth0"
     domain: str = "itcast.cn"
@@ -190,12 +265,10 @@ class NetworkConfig(_Model):
             raise ValueError(f"{v!r} must be 1-32 of [A-Za-z0-9_-]")
         return v
 
-    @field_validator("interface")
+    @field_validator("interface", "bridge")
     @classmethod
-    def _ifname(cls, v: str) -> str:
-        if not _IFNAME.match(v):
-            raise ValueError(f"{v!r} is not a Linux interface name")
-        return v
+    def _ifname(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_ifname(v)
 
     @field_validator("domain")
     @classmethod
@@ -204,6 +277,8 @@ class NetworkConfig(_Model):
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> "NetworkConfig":
+        if self.bridge is not None and self.mode != "bridge":
+            raise ValueError(f"bridge: only used with mode: bridge (mode is {self.mode})")
         if self.cidr.prefixlen > 29:
             raise ValueError(f"cidr: {self.cidr} is too small for 3 hosts, a gateway and a VIP")
         if self.gateway not in self.cidr or self.gateway in (
@@ -282,6 +357,8 @@ class HostConfig(_Model):
     vcpus: int = Field(default=1, ge=1, le=64)
     # VRRP priority, web nodes only: the highest is the preferred holder of the VIP.
     priority: Optional[int] = None
+    # Name of the hypervisor (under webha:hypervisors) this guest runs on.
+    hypervisor: Optional[str] = None
 
     @field_validator("name")
     @classmethod
@@ -545,6 +622,10 @@ _DNS_NAME_MAX = 253 - len(DNS_OWNER_LABEL) - 1
 
 class StackConfig(_Model):
     libvirt: LibvirtConfig = Field(default_factory=LibvirtConfig)
+    # Named libvirt hosts; empty = one hypervisor, libvirt.uri (today's single-host stacks).
+    hypervisors: dict[str, HypervisorConfig] = Field(default_factory=dict)
+    # Web nodes may share a hypervisor (one host's loss then takes several of them).
+    allow_same_hypervisor: bool = False
     network: NetworkConfig
     image: ImageConfig
     ssh: SshConfig
@@ -681,7 +762,82 @@ class StackConfig(_Model):
             if extra:
                 raise ValueError(f"sshHostKeys: {', '.join(extra)} is not a host of `hosts`")
         self._dns_names()
+        self._check_hypervisors()
         return self
+
+    def _check_hypervisors(self) -> None:
+        """Named hypervisors: every host on a known one, web nodes on different ones (anti-affinity),
+        one LAN between them (mode bridge), each with a bridge to attach to."""
+        for name in self.hypervisors:
+            if not _HYPERVISOR_NAME.fullmatch(name):
+                raise ValueError(f"hypervisors: {name!r} is not a hypervisor name (a-z, 0-9, '-', 1-32, "
+                                 "starting with a letter)")
+        if not self.hypervisors:
+            for i, host in enumerate(self.hosts):
+                if host.hypervisor is not None:
+                    raise ValueError(f"hosts[{i}].hypervisor: {host.hypervisor!r} is not defined "
+                                     "(no webha:hypervisors in this stack)")
+            if self.network.mode == "bridge" and not self.network.bridge:
+                raise ValueError("network.bridge: required with mode: bridge")
+            return
+        if "uri" in self.libvirt.model_fields_set:
+            raise ValueError("libvirt.uri: set together with hypervisors; give each hypervisor its uri")
+        for i, host in enumerate(self.hosts):
+            if host.hypervisor is None:
+                raise ValueError(f"hosts[{i}].hypervisor: required when webha:hypervisors is set "
+                                 f"(one of {', '.join(sorted(self.hypervisors))})")
+            if host.hypervisor not in self.hypervisors:
+                raise ValueError(f"hosts[{i}].hypervisor: {host.hypervisor!r} is not defined under "
+                                 f"hypervisors (one of {', '.join(sorted(self.hypervisors))})")
+        if not self.allow_same_hypervisor:
+            seen: dict[str, str] = {}
+            for i, host in enumerate(self.hosts):
+                if host.role != "web":
+                    continue
+                if host.hypervisor in seen:
+                    raise ValueError(
+                        f"hosts[{i}].hypervisor: web node {host.name} is on {host.hypervisor} with "
+                        f"{seen[host.hypervisor]}; web nodes must sit on different hypervisors (one "
+                        "host's loss would take both), or set allowSameHypervisor: true")
+                seen[host.hypervisor] = host.name
+        used = self.used_hypervisors()
+        if len(used) > 1 and self.network.mode != "bridge":
+            raise ValueError(
+                f"network.mode: {self.network.mode} makes one libvirt network per hypervisor and "
+                f"guests on {', '.join(h.name for h in used)} could not reach each other; "
+                "use mode: bridge (the LAN the hypervisors share)")
+        if self.network.mode == "bridge":
+            for hv in used:
+                if not hv.bridge:
+                    raise ValueError(f"hypervisors.{hv.name}.bridge: required with network mode "
+                                     "bridge (or set network.bridge)")
+        else:
+            for name, hv in self.hypervisors.items():
+                if hv.bridge is not None:
+                    raise ValueError(f"hypervisors.{name}.bridge: only used with network mode bridge")
+
+    def hypervisor_list(self) -> list[Hypervisor]:
+        """Every hypervisor, defaults filled in; the implicit one when none is named."""
+        lv = self.libvirt
+        if not self.hypervisors:
+            return [Hypervisor("default", lv.uri, lv.pool, self.network.bridge, named=False)]
+        return [
+            Hypervisor(name, hv.uri, hv.pool or lv.pool, hv.bridge or self.network.bridge, named=True)
+            for name, hv in self.hypervisors.items()
+        ]
+
+    def used_hypervisors(self) -> list[Hypervisor]:
+        """Hypervisors that run at least one guest, in the order of first use in hosts."""
+        every = {hv.name: hv for hv in self.hypervisor_list()}
+        if not self.hypervisors:
+            return list(every.values())
+        order = list(dict.fromkeys(h.hypervisor for h in self.hosts))
+        return [every[n] for n in order]
+
+    def hypervisor_of(self, host: HostConfig) -> Hypervisor:
+        if not self.hypervisors:
+            return self.hypervisor_list()[0]
+        return next(hv for hv in self.hypervisor_list() if hv.name == host.hypervisor)
 
     def host_public_keys(self) -> dict[str, str]:
         """Host -> ``ssh-ed25519 AAAA...``, made from the secret private keys (never stored)."""
@@ -795,7 +951,8 @@ def parse_config(raw: dict[str, Any], secret_keys: set[str] | frozenset = frozen
 
 def check_local_files(cfg: StackConfig) -> None:
     """With a libvirt URI on this machine, the image files must exist here (checked at preview)."""
-    if not cfg.libvirt.is_local:
+    local = [hv for hv in cfg.used_hypervisors() if hv.is_local]
+    if not local:
         return
     import os
 
@@ -807,7 +964,7 @@ def check_local_files(cfg: StackConfig) -> None:
         if not os.path.isfile(value):
             problems.append(
                 f"{NAMESPACE}:image.{key}: {value} does not exist (or is not a file) on this "
-                f"machine, and libvirt ({cfg.libvirt.uri}) reads it from here"
+                f"machine, and libvirt ({local[0].uri}) reads it from here"
             )
     if problems:
         raise ConfigError("\n".join(problems))

@@ -22,7 +22,7 @@ from .remote import RemoteStep, connection
 from .render import render
 from .tiercheck import TierCheck
 from .topology import host_context
-from .vm import VirtualMachine, mac_for
+from .vm import Placement, VirtualMachine, mac_for
 from .web import HaPair, WebNode
 
 
@@ -51,17 +51,21 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         raise pulumi.RunError(f"invalid stack config:\n{exc}") from None
     stack = pulumi.get_stack()
 
-    provider = libvirt.Provider("libvirt", uri=cfg.libvirt.uri)
-    lv = pulumi.ResourceOptions(provider=provider)
-    net = Network("net", cfg.network, provider)
-    base = libvirt.Volume(
-        "base-image",
-        name=f"{cfg.network.name}-base.qcow2",
-        pool=cfg.libvirt.pool,
-        source=cfg.image.source,
-        format="qcow2",
-        opts=lv,
-    )
+    # One libvirt provider, base image (and, unless bridged, network) per hypervisor. A stack
+    # without `hypervisors` has one implicit hypervisor whose resources keep their old names.
+    places: dict[str, Placement] = {}
+    for hv in cfg.used_hypervisors():
+        provider = libvirt.Provider(hv.resource_name("libvirt"), uri=hv.uri)
+        net = None if cfg.network.mode == "bridge" else Network(hv.resource_name("net"), cfg.network, provider)
+        base = libvirt.Volume(
+            hv.resource_name("base-image"),
+            name=f"{cfg.network.name}-base.qcow2",
+            pool=hv.pool,
+            source=cfg.image.source,
+            format="qcow2",
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+        places[hv.name] = Placement(hv, provider, base, net.id if net else None)
     etc_hosts = render("hosts.j2", **host_context(cfg, cfg.hosts[0]))
     vms: dict[str, VirtualMachine] = {}
     for host in cfg.hosts:
@@ -74,8 +78,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
             host.name,
             cfg,
             host,
-            base,
-            net.id,
+            places[cfg.hypervisor_of(host).name],
             # Secret as a whole: it carries the guest's SSH host private key.
             user_data=pulumi.Output.secret(render(
                 "cloud-init/user-data.yaml.j2",
@@ -89,7 +92,6 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
             )),
             meta_data=render("cloud-init/meta-data.yaml.j2", **ctx, instance_key=stack),
             network_config=render("cloud-init/network-config.yaml.j2", **ctx, mac=mac_for(host.ip)),
-            provider=provider,
         )
 
     # The key each guest must answer with: installed at first boot by cloud-init, at a rotation
@@ -138,6 +140,6 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
     outputs["sshHostKeys"] = host_keys
     for key, value in outputs.items():
         pulumi.export(key, value)
-    return {"config": cfg, "outputs": outputs, "vms": vms, "host_keys": host_key_steps, "prep": prep,
-            "migration": migration, "webs": webs, "ha": ha,
+    return {"config": cfg, "outputs": outputs, "places": places, "vms": vms, "host_keys": host_key_steps,
+            "prep": prep, "migration": migration, "webs": webs, "ha": ha,
             "check": check}

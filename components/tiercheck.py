@@ -33,8 +33,22 @@ SECRET_FIELDS = {"db_password", "vrrp_auth_pass", "ssh_host_keys"}
 
 def check_spec(cfg: StackConfig, host_keys: dict[str, str]) -> str:
     """The stack config as the check reads it: JSON, secrets left out (the check needs none), plus
-    the guests' public host keys (``sshHostPublicKeys``: the check trusts these and no other)."""
+    the guests' public host keys (``sshHostPublicKeys``: the check trusts these and no other).
+
+    The multi-hypervisor fields are left out while they hold their defaults: the spec is the
+    check's stdin, so a single-hypervisor stack keeps the very input it had before they existed
+    (its no-op `up` stays a no-op)."""
     spec = cfg.model_dump(mode="json", by_alias=True, exclude=SECRET_FIELDS)
+    for key in ("hypervisors", "allowSameHypervisor"):
+        if not spec[key]:
+            del spec[key]
+    if "hypervisors" in spec:
+        del spec["libvirt"]["uri"]  # unused (and refused) next to hypervisors
+    if spec["network"]["bridge"] is None:
+        del spec["network"]["bridge"]
+    for host in spec["hosts"]:
+        if host["hypervisor"] is None:
+            del host["hypervisor"]
     spec[HOST_KEYS_FIELD] = dict(host_keys)
     return json.dumps(spec, sort_keys=True)
 

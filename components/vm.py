@@ -7,12 +7,30 @@ before the guest is created (no race with libvirt's random MACs, stable across r
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_libvirt as libvirt
 
-from .config import HostConfig, StackConfig
+from .config import HostConfig, Hypervisor, StackConfig
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a guest goes: its hypervisor, that host's provider and base image, and the libvirt
+    network to join (None with network mode bridge: the NIC joins ``hypervisor.bridge``)."""
+
+    hypervisor: Hypervisor
+    provider: libvirt.Provider
+    base_volume: libvirt.Volume
+    network_id: Optional[pulumi.Input[str]]
+
+    def interface(self, host: HostConfig) -> libvirt.DomainNetworkInterfaceArgs:
+        where = ({"bridge": self.hypervisor.bridge} if self.network_id is None
+                 else {"network_id": self.network_id})
+        return libvirt.DomainNetworkInterfaceArgs(
+            **where, mac=mac_for(host.ip), hostname=host.name, wait_for_lease=False)
 
 
 def mac_for(ip: ipaddress.IPv4Address) -> str:
@@ -54,22 +72,21 @@ class VirtualMachine(pulumi.ComponentResource):
         name: str,
         cfg: StackConfig,
         host: HostConfig,
-        base_volume: libvirt.Volume,
-        network_id: pulumi.Input[str],
+        place: Placement,
         user_data: pulumi.Input[str],
         meta_data: str,
         network_config: str,
-        provider: libvirt.Provider,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("webha:index:VirtualMachine", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        child = pulumi.ResourceOptions(parent=self, provider=place.provider)
+        pool = place.hypervisor.pool
         prefix = cfg.network.name
         self.disk = libvirt.Volume(
             f"{name}-disk",
             name=f"{prefix}-{host.name}.qcow2",
-            pool=cfg.libvirt.pool,
-            base_volume_id=base_volume.id,
+            pool=pool,
+            base_volume_id=place.base_volume.id,
             format="qcow2",
             size=cfg.image.disk_size_gib * 1024**3,
             opts=child,
@@ -77,7 +94,7 @@ class VirtualMachine(pulumi.ComponentResource):
         self.seed = libvirt.CloudInitDisk(
             f"{name}-seed",
             name=f"{prefix}-{host.name}-seed.iso",
-            pool=cfg.libvirt.pool,
+            pool=pool,
             user_data=user_data,
             meta_data=meta_data,
             network_config=network_config,
@@ -97,14 +114,7 @@ class VirtualMachine(pulumi.ComponentResource):
             cmdlines=kernel_cmdline(img.cmdline) if img.cmdline else None,
             cloudinit=self.seed.id,
             disks=[libvirt.DomainDiskArgs(volume_id=self.disk.id)],
-            network_interfaces=[
-                libvirt.DomainNetworkInterfaceArgs(
-                    network_id=network_id,
-                    mac=mac_for(host.ip),
-                    hostname=host.name,
-                    wait_for_lease=False,
-                )
-            ],
+            network_interfaces=[place.interface(host)],
             consoles=[
                 libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")
             ],

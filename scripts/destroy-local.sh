@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Remove everything the `local` stack made (VMs, volumes, network). Extra args go to `pulumi destroy`.
+# Remove everything the `local` stack (or WEBHA_STACK) made (VMs, volumes, network). Extra args go to `pulumi destroy`.
 # The guests' host keys are the stack's (webha:sshHostKeys), not the guests': re-created guests
 # answer with the same keys, so nothing is forgotten here.
 set -euo pipefail

@@ -10,10 +10,12 @@
 #   - dir pool ${WEBHA_POOL:-webha} at ${WEBHA_POOL_DIR:-/var/lib/libvirt/images/webha},
 #     defined, autostarted and active.
 #
+# WEBHA_LIBVIRT_URI names another libvirtd (one of scripts/hypervisors-up.sh): only its pool is
+# made; that script starts it.
 # Prints the pool name on the last line of stdout.
 set -euo pipefail
 
-URI=qemu:///system
+URI=${WEBHA_LIBVIRT_URI:-qemu:///system}
 POOL=${WEBHA_POOL:-webha}
 POOL_DIR=${WEBHA_POOL_DIR:-/var/lib/libvirt/images/webha}
 HIDE_KVM=${WEBHA_HIDE_KVM:-1}
@@ -31,6 +33,8 @@ done
 
 if answering; then
   log "libvirtd already answering on $URI"
+elif [ "$URI" != qemu:///system ]; then
+  die "$URI does not answer (scripts/hypervisors-up.sh starts the extra hypervisors)"
 else
   [ "$(id -u)" = 0 ] || die "libvirtd is not running and starting it needs root"
   mkdir -p /run/libvirt /var/log/libvirt

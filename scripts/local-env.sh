@@ -34,6 +34,17 @@ for f in debian12.qcow2 vmlinuz initrd.img; do
   fi
   chmod 0644 "$WEBHA_VAR/images/debian12/$f"
 done
+# A stack that boots the cloud image (kernel and GRUB inside the disk): build and link it too.
+if grep -q 'images/debian12-cloud/' "$WEBHA_ROOT/stacks/Pulumi.${WEBHA_STACK:-local}.yaml" 2>/dev/null; then
+  elog "cloud image"
+  cloud=$("$WEBHA_ROOT/scripts/build-cloud-image.sh")
+  install -d -m 0755 "$WEBHA_VAR/images/debian12-cloud"
+  if ! [ "$cloud/debian12-cloud.qcow2" -ef "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2" ]; then
+    ln -f "$cloud/debian12-cloud.qcow2" "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2" 2>/dev/null ||
+      cp -f "$cloud/debian12-cloud.qcow2" "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2"
+  fi
+  chmod 0644 "$WEBHA_VAR/images/debian12-cloud/debian12-cloud.qcow2"
+fi
 install -d -m 0700 "$WEBHA_VAR/ssh"
 [ -f "$WEBHA_VAR/ssh/id_ed25519" ] ||
   ssh-keygen -q -t ed25519 -N "" -C "webha-local" -f "$WEBHA_VAR/ssh/id_ed25519"
@@ -68,22 +79,34 @@ stack_config() {
   printf '%s\n' "$project/stacks/Pulumi.$1.yaml"
 }
 
-# lpulumi ARGS: `pulumi` in the project for the `local` stack, with this machine's stack file
+# The stack the scripts run: `local` unless WEBHA_STACK names another committed stack file of this
+# machine (`twohv`: the two-hypervisor stack).
+export WEBHA_STACK=${WEBHA_STACK:-local}
+if ! [[ $WEBHA_STACK =~ ^[a-z0-9-]{1,32}$ ]] || ! [ -f "$WEBHA_ROOT/stacks/Pulumi.$WEBHA_STACK.yaml" ]; then
+  elog "WEBHA_STACK=$WEBHA_STACK: no stacks/Pulumi.$WEBHA_STACK.yaml"; exit 1
+fi
+
+# lpulumi ARGS: `pulumi` in the project for the stack, with this machine's stack file
 # (the commands that read config take --config-file; the others do not know the flag).
 lpulumi() {
   local sub=$1
   case "$sub" in
     up|preview|destroy|refresh|config|import)
-      (cd "$WEBHA_ROOT" && pulumi "$@" --stack local --config-file "$WEBHA_STACK_CONFIG") ;;
-    *) (cd "$WEBHA_ROOT" && pulumi "$@" --stack local) ;;
+      (cd "$WEBHA_ROOT" && pulumi "$@" --stack "$WEBHA_STACK" --config-file "$WEBHA_STACK_CONFIG") ;;
+    *) (cd "$WEBHA_ROOT" && pulumi "$@" --stack "$WEBHA_STACK") ;;
   esac
 }
 
-# ensure_local_stack: select (or create) the `local` stack and give it secrets once.
+# ensure_local_stack: select (or create) the stack and give it secrets once.
 ensure_local_stack() {
-  WEBHA_STACK_CONFIG=$(stack_config local)
+  # A stack that names hypervisors runs on this machine's extra libvirtds: start them.
+  if grep -q '^  webha:hypervisors:' "$WEBHA_ROOT/stacks/Pulumi.$WEBHA_STACK.yaml"; then
+    elog "extra hypervisors"
+    "$WEBHA_ROOT/scripts/hypervisors-up.sh" >&2
+  fi
+  WEBHA_STACK_CONFIG=$(stack_config "$WEBHA_STACK")
   export WEBHA_STACK_CONFIG
-  (cd "$WEBHA_STATE/project" && { pulumi stack select local 2>/dev/null || pulumi stack init local; }) >&2
+  (cd "$WEBHA_STATE/project" && { pulumi stack select "$WEBHA_STACK" 2>/dev/null || pulumi stack init "$WEBHA_STACK"; }) >&2
   for key in dbPassword vrrpAuthPass; do
     if ! lpulumi config get "$key" >/dev/null 2>&1; then
       elog "generating secret $key"
@@ -105,10 +128,10 @@ ensure_local_stack() {
   done
 }
 
-# write_known_hosts: the local stack's pinned host keys (stack output sshHostKeys) as a known_hosts
+# write_known_hosts: the stack's pinned host keys (stack output sshHostKeys) as a known_hosts
 # file for `python -m webha drill|splitbrain --target ssh --known-hosts ...` and plain ssh.
 write_known_hosts() {
-  WEBHA_KNOWN_HOSTS="$WEBHA_STATE/known_hosts.local"
+  WEBHA_KNOWN_HOSTS="$WEBHA_STATE/known_hosts.$WEBHA_STACK"
   export WEBHA_KNOWN_HOSTS
   lpulumi stack output --json |
     (cd "$WEBHA_ROOT" && .venv/bin/python -m webha.hostkeys known-hosts "$WEBHA_KNOWN_HOSTS")

@@ -45,12 +45,26 @@ def _cluster(args, cfg):
             raise SystemExit("--target ssh needs --known-hosts PATH: the stack's pinned host keys "
                              "(scripts/up-local.sh writes $WEBHA_STATE/known_hosts.local; or "
                              "`pulumi stack output --json | python -m webha.hostkeys known-hosts PATH`)")
-        return SshCluster(cfg, known_hosts=args.known_hosts), None
+        return SshCluster(cfg, known_hosts=args.known_hosts, **_hypervisor_control(args, cfg)), None
     if args.lab:
         lab = HaLab.attach(cfg, args.lab)
         return LabCluster(lab), None  # not ours: left running
     lab = HaLab(cfg).start()
     return LabCluster(lab), lab
+
+
+def _hypervisor_control(args, cfg) -> dict:
+    """For a stack on this machine's extra hypervisors (scripts/hypervisors-up.sh): how to take
+    one away and how to bring its guests back (`scripts/up-local.sh --refresh` of that stack)."""
+    from .testbed.hypervisors import LocalHypervisors, local_hypervisors
+
+    mapping = local_hypervisors(cfg)
+    name = Path(args.stack).name
+    if not mapping or not (name.startswith("Pulumi.") and name.endswith(".yaml")):
+        return {}
+    stack = name[len("Pulumi."):-len(".yaml")]
+    return {"hypervisors": LocalHypervisors(mapping),
+            "recover": ["env", f"WEBHA_STACK={stack}", str(ROOT / "scripts" / "up-local.sh"), "--refresh"]}
 
 
 def _target_args(p: argparse.ArgumentParser) -> None:

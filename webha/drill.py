@@ -33,12 +33,12 @@ from typing import Callable, Optional
 from components.config import StackConfig
 
 from .events import EventStream, EventStreamError
-from .executor import Executor, HostLayout, ssh_executors
+from .executor import ExecError, Executor, HostLayout, ssh_executors
 from .vip import VipUnreadable
 from .vip import holders as vip_holders
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("nginx-kill", "keepalived-kill", "keepalived-stop", "link-down", "vrrp-block")
+SCENARIOS = ("nginx-kill", "keepalived-kill", "keepalived-stop", "link-down", "vrrp-block", "hypervisor-loss")
 DESCRIPTIONS = {
     "nginx-kill": "nginx master and workers on the holder killed with SIGKILL (crash)",
     "keepalived-kill": "keepalived on the holder killed with SIGKILL (silent death, no advert)",
@@ -46,6 +46,8 @@ DESCRIPTIONS = {
     "link-down": "the holder's link pulled (switch port down)",
     "vrrp-block": "nftables on every web node drops VRRP (IP protocol 112), as an unopened "
     "firewall does: split-brain drill",
+    "hypervisor-loss": "the holder's whole hypervisor lost: every guest's QEMU SIGKILLed and its "
+    "link to the LAN cut; on return `pulumi up --refresh` starts the guests again",
 }
 NFT_TABLE = "webha_drill"
 INJECTED = "fault command returned"
@@ -135,6 +137,12 @@ class Cluster:
     def start_keepalived(self, node: str) -> None:
         raise NotImplementedError
 
+    def lose_hypervisor(self, hv: str) -> None:
+        raise DrillError("this target cannot take a hypervisor away")
+
+    def restore_hypervisor(self, hv: str) -> None:
+        raise NotImplementedError
+
 
 class LabCluster(Cluster):
     def __init__(self, lab) -> None:
@@ -152,14 +160,33 @@ class LabCluster(Cluster):
 
 
 class SshCluster(Cluster):
-    """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine."""
+    """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine.
 
-    def __init__(self, cfg: StackConfig, known_hosts: str) -> None:
+    ``hypervisors`` (a :class:`webha.testbed.hypervisors.LocalHypervisors`) and ``recover`` (the
+    argv that brings a returned hypervisor's guests back, ``pulumi up --refresh``) enable the
+    hypervisor-loss scenario."""
+
+    def __init__(self, cfg: StackConfig, known_hosts: str,
+                 hypervisors=None, recover: Optional[list[str]] = None) -> None:
         names = [h.name for h in cfg.web_hosts]
         iface = cfg.network.interface
         super().__init__(
             cfg, dict(ssh_executors(cfg, known_hosts, names)), {n: HostLayout(interface=iface) for n in names}, []
         )
+        self.hypervisors, self.recover = hypervisors, recover
+
+    def lose_hypervisor(self, hv: str) -> None:
+        if self.hypervisors is None or self.recover is None:
+            raise DrillError("hypervisor-loss needs this machine's hypervisors (scripts/hypervisors-up.sh) "
+                             "and a recovery command")
+        self.hypervisors.lose(hv)
+
+    def restore_hypervisor(self, hv: str) -> None:
+        """The host is back: link up, then `pulumi up --refresh` (its output goes to our stderr)."""
+        self.hypervisors.restore(hv)
+        res = subprocess.run(self.recover, cwd=str(ROOT), stdout=sys.stderr, stderr=sys.stderr, timeout=900)
+        if res.returncode != 0:
+            raise DrillError(f"recovery `{' '.join(self.recover)}` exited {res.returncode}")
 
     def link(self, node: str, up: bool) -> None:
         # Over SSH the link cannot be plugged back from here: the host restores it itself.
@@ -244,6 +271,15 @@ class DrillResult:
     # node -> its clock minus this machine's (from its event stream's hello line)
     offsets: dict[str, float] = field(default_factory=dict)
     max_delay: Optional[float] = None  # the longest an event took to arrive here
+    victim: Optional[str] = None
+    rejoined_at: Optional[float] = None
+
+    @property
+    def rejoin_s(self) -> Optional[float]:
+        """From the start of the recovery to the victim reporting BACKUP again."""
+        if self.rejoined_at is None or self.recovery_at is None:
+            return None
+        return self.rejoined_at - self.recovery_at
 
     def failures(self) -> list[str]:
         """What the scenario expected and did not see (empty = the drill passed)."""
@@ -258,6 +294,11 @@ class DrillResult:
                 out.append(f"HTTP via the VIP was never answered by {self.expected}")
         if len(self.after) != 1:
             out.append(f"{len(self.after)} VIP holders at the end ({', '.join(self.after) or 'none'})")
+        if self.scenario == "hypervisor-loss" and self.recovery_at is not None:
+            if self.rejoined_at is None:
+                out.append(f"{self.victim} did not rejoin as BACKUP")
+            if self.after != [self.expected]:
+                out.append(f"the VIP moved back to {', '.join(self.after)} when {self.victim} returned")
         return out
 
     @property
@@ -322,6 +363,8 @@ class DrillResult:
         if len(most) > 1:
             lines.append(f"   VIP on several nodes at once during the drill: {', '.join(most)}")
         lines.append(f"   client requests: {self.sent} sent, {self.failed} failed")
+        if self.scenario == "hypervisor-loss":
+            lines.append(f"   {self.victim} back as BACKUP after the recovery started: {fmt(self.rejoin_s)}")
         lines.append(f"   flaps after the move (before recovery): {self.flaps}")
         lines.append(f"   VIP holder(s) at the end: {', '.join(self.after) or '(nobody)'}")
         if self.detector:
@@ -370,6 +413,7 @@ def run_drill(
     recover: bool = True,
     rate: float = 50,
     timeout: float = 1.0,
+    rejoin_timeout: float = 600,
     lead: float = 0.5,
 ) -> DrillResult:
     """One fault on the current VIP holder; returns what happened. Leaves one holder behind.
@@ -380,6 +424,12 @@ def run_drill(
         raise DrillError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     before = single_holder(cluster)
     others = [n for n in cluster.web_names if n != before]
+    lost_hv = None
+    if scenario == "hypervisor-loss":
+        lost_hv = cluster.cfg.hypervisor_of(cluster.cfg.host(before)).name
+        others = [n for n in others if cluster.cfg.hypervisor_of(cluster.cfg.host(n)).name != lost_hv]
+        if not others:
+            raise DrillError(f"every web node is on {lost_hv}: losing it leaves no one to take the VIP")
     expected = max(others, key=lambda n: cluster.cfg.host(n).priority)
     victim = before
     if scenario == "vrrp-block":
@@ -394,6 +444,7 @@ def run_drill(
     detector_text = None
     restore: Callable[[], None] = lambda: None  # noqa: E731
     recovery_at = None
+    rejoined_at = None
     node_clock: Optional[float] = None
     try:
         _agree(stream, before)
@@ -414,6 +465,10 @@ def run_drill(
         elif scenario == "link-down":
             cluster.link(victim, False)
             restore = lambda: cluster.link(victim, True)  # noqa: E731
+        elif scenario == "hypervisor-loss":
+            cluster.lose_hypervisor(lost_hv)
+            events.append((time.time(), f"{lost_hv} lost (guests killed, link cut)"))
+            restore = lambda: cluster.restore_hypervisor(lost_hv)  # noqa: E731
         elif scenario == "vrrp-block":
             for node in cluster.web_names:
                 cluster.block_vrrp(node)
@@ -442,6 +497,9 @@ def run_drill(
             events.append((recovery_at, f"recovery started on {where}"))
             restore()
             events.append((time.time(), f"recovery done on {where}"))
+            if scenario == "hypervisor-loss":
+                rejoined_at = _wait_rejoin(cluster, victim, rejoin_timeout)
+                events.append((rejoined_at, f"{victim} back as BACKUP"))
             time.sleep(1.0)
     finally:
         requests = client.stop() if client else []
@@ -452,6 +510,7 @@ def run_drill(
         fault_at, stream.holder_changes(), stream.states(), requests, [after_holder],
         events + stream.notes(), detector_text, recovery_at,
         [(t, (n,)) for t, n, _ in stream.dead()], stream.offsets(), stream.max_delay(),
+        victim=victim, rejoined_at=rejoined_at,
     )
 
 
@@ -474,6 +533,22 @@ def _agree(stream: EventStream, before: str, timeout: float = 5) -> None:
             raise DrillError(f"the nodes' event logs say the VIP is held by {', '.join(seen) or 'nobody'}, "
                              f"their addresses said {before}: is webha-events running on every web node?")
         time.sleep(0.05)
+
+
+def _wait_rejoin(cluster: Cluster, node: str, timeout: float) -> float:
+    """Until ``node`` answers again and reports BACKUP; returns when. A node that cannot be read
+    yet (booting) is "not yet"; any other state at the deadline fails the drill."""
+    t0, last = time.monotonic(), "unknown"
+    path = f"{cluster.layouts[node].paths.state_dir}/vrrp.state"
+    while time.monotonic() - t0 < timeout:
+        try:
+            last = cluster.hosts[node].run(["cat", path], timeout=15).stdout.strip() or "empty"
+        except ExecError as exc:
+            last = f"unreadable ({exc})"
+        if last == "BACKUP":
+            return time.time()
+        time.sleep(1.0)
+    raise DrillError(f"{node} did not rejoin as BACKUP within {timeout:.0f}s (last state: {last})")
 
 
 def _alive(cluster: Cluster, node: str) -> bool:

@@ -76,15 +76,12 @@ def is_secret(value) -> bool:
     return isinstance(value, dict) and value.get(SPECIAL_SIG_KEY) == SECRET_SIG
 
 
-@pytest.fixture(scope="module", params=["dev", "local", "local-replicate"])
-def graph(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("graph")
+def build_graph(stack: str, tmp, raw: dict | None = None):
+    """Run the program under mocks for ``stack`` (or ``raw`` config values); returns (mocks, tier)
+    with ``mocks.monitor`` holding the engine's view."""
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    stack, _, variant = request.param.partition("-")
-    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    if variant == "replicate":  # database.mode: replicate (issue 10)
-        raw["database"] = {**raw.get("database", {}), "mode": "replicate"}
+    raw = raw or read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
     raw["ssh"]["privateKeyPath"] = str(key)
     # The image files are checked at preview when libvirt is local: stand-ins that exist.
     for field in ("source", "kernel", "initrd"):
@@ -110,6 +107,16 @@ def graph(request, tmp_path_factory):
     settle()
     mocks.monitor = monitor
     mocks.host_keys = raw["sshHostKeys"]
+    return mocks, tier
+
+
+@pytest.fixture(scope="module", params=["dev", "local", "local-replicate"])
+def graph(request, tmp_path_factory):
+    stack, _, variant = request.param.partition("-")
+    raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    if variant == "replicate":  # database.mode: replicate (issue 10)
+        raw["database"] = {**raw.get("database", {}), "mode": "replicate"}
+    mocks, tier = build_graph(stack, tmp_path_factory.mktemp("graph"), raw)
     return stack, mocks, tier
 
 

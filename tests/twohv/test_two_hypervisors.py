@@ -1,0 +1,122 @@
+"""twohv: the two-hypervisor stack on this machine, deployed from nothing, then one hypervisor lost.
+
+`scripts/hypervisors-up.sh` (run by the stack's own `up`) starts two more libvirtds, each in its
+own network namespace with its own state and socket, their bridges joined by the host's LAN
+bridge. A copy of the checkout runs the README's commands with a WEBHA_STATE that does not exist
+yet: `WEBHA_STACK=twohv scripts/up-local.sh` (web01 + mysql01 on hv1, web02 on hv2, bridged),
+then `python -m webha drill --scenario hypervisor-loss` (hv1's guests SIGKILLed and its link cut;
+the VIP must reach web02; hv1 back, `up --refresh` restarts its guests and web01 rejoins as
+BACKUP without moving the VIP), the tier check again (exactly one holder), then destroy.
+Figures go to ``$WEBHA_CACHE/reports/twohv-latest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_local_stack import checkout, sh  # noqa: F401  (checkout: a fixture)
+
+pytestmark = pytest.mark.twohv
+CACHE = Path(os.environ.get("WEBHA_CACHE", Path.home() / ".cache" / "webha"))
+STATE = CACHE / "twohv-state"
+PREFIX = "webha-twohv"
+URIS = {hv: f"qemu+unix:///system?socket=/run/webha-{hv}/libvirt/libvirt-sock" for hv in ("hv1", "hv2")}
+REPORT: dict = {}
+KNOWN_HOSTS = STATE / "known_hosts.twohv"  # the pinned host keys, written by up-local.sh
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def domains(env, hv: str, state: str = "--all") -> list[str]:
+    res = sh(["virsh", "-c", URIS[hv], "list", state, "--name"], env, check=False)
+    return sorted(n for n in res.stdout.split() if n.startswith(PREFIX))
+
+
+@pytest.fixture(scope="module")
+def env(checkout):  # noqa: F811
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "WEBHA_STATE")}
+    environ.update(WEBHA_STATE=str(STATE), WEBHA_CACHE=str(CACHE), WEBHA_STACK="twohv")
+    if STATE.exists():  # a killed earlier run: its own scripts tear down what it made
+        sh(["scripts/destroy-local.sh"], environ, cwd=checkout, check=False, timeout=1800)
+        shutil.rmtree(STATE)
+    yield environ
+    t0 = time.monotonic()
+    res = sh(["scripts/destroy-local.sh"], environ, cwd=checkout, check=False, timeout=1800)
+    REPORT.update(destroy_rc=res.returncode, destroy_s=round(time.monotonic() - t0, 1))
+    report = CACHE / "reports"
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "twohv-latest.json").write_text(json.dumps(REPORT, indent=2))
+    print("\n[twohv report] " + json.dumps(REPORT))
+
+
+def test_1_deploy_from_fresh_state(env, checkout):  # noqa: F811
+    t0 = time.monotonic()
+    res = sh(["scripts/up-local.sh"], env, cwd=checkout, timeout=3600)
+    REPORT.update(deploy_s=round(time.monotonic() - t0, 1), deploy_load=load())
+    # the last thing up-local.sh prints is `pulumi stack output --json` (a "{" line of its own)
+    out = json.loads(res.stdout[res.stdout.rindex("\n{\n") + 1:])
+    assert out["hosts"] == {"web01": "10.1.2.11", "mysql01": "10.1.2.12", "web02": "10.1.2.13"}
+    # each guest on the hypervisor the stack names, and nowhere else
+    assert domains(env, "hv1", "--state-running") == [f"{PREFIX}-mysql01", f"{PREFIX}-web01"]
+    assert domains(env, "hv2", "--state-running") == [f"{PREFIX}-web02"]
+    # hv2's guest runs in hv2's network namespace: its QEMU is not a process of the host's netns
+    pids = sh(["ip", "netns", "pids", "webha-hv2"], env).stdout.split()
+    comms = [Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()]
+    assert sum(c.startswith("qemu-system") for c in comms) == 1, comms
+
+
+def test_1b_booted_from_the_cloud_image(env):
+    """No kernel/initrd in the domain: GRUB on the disk booted the kernel on the disk, and
+    cloud-init grew the 4 GiB root partition and filesystem to the 5 GiB volume."""
+    xml = sh(["virsh", "-c", URIS["hv2"], "dumpxml", f"{PREFIX}-web02"], env).stdout
+    assert "<kernel>" not in xml and "<initrd>" not in xml, xml
+    ssh = ["ssh", "-i", "/var/lib/webha/ssh/id_ed25519", "-o", "BatchMode=yes", "-o",
+           "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o",
+           "ConnectTimeout=10", "root@10.1.2.13"]
+    out = sh([*ssh, "cat /proc/cmdline; df -B1 --output=size / | tail -1; lsblk -bno SIZE /dev/vda1; "
+              "systemd-analyze || true"], env, timeout=120).stdout.splitlines()
+    assert out[0].startswith("BOOT_IMAGE=/boot/vmlinuz-") and "root=UUID=" in out[0], out
+    fs, part = int(out[1]), int(out[2])
+    assert part > 4.5 * 1024**3 and fs > 4.4 * 1024**3, out  # grown from 4 GiB
+    REPORT["boot"] = out[3:]
+
+
+def test_2_hypervisor_loss_drill(env, checkout):  # noqa: F811
+    res = sh([sys.executable, "-m", "webha", "drill", "--target", "ssh", "--stack", "stacks/Pulumi.twohv.yaml",
+              "--known-hosts", str(KNOWN_HOSTS), "--scenario", "hypervisor-loss", "--rate", "10", "--observe", "15"],
+             env, cwd=checkout, timeout=1800, check=False)
+    REPORT["drill"] = res.stdout
+    REPORT["drill_load"] = load()
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr[-4000:]}"
+    text = res.stdout
+    assert "verdict: ok" in text and "VIP holder before: web01; expected after: web02" in text, text
+    assert "VIP holder(s) at the end: web02" in text, text
+    for key, pattern in (("vip_moved_s", r"VIP on web02 after: ([0-9.]+) s"),
+                         ("http_moved_s", r"HTTP via VIP answered by web02 after: ([0-9.]+) s"),
+                         ("rejoin_s", r"web01 back as BACKUP after the recovery started: ([0-9.]+) s")):
+        m = re.search(pattern, text)
+        assert m, (key, text)
+        REPORT[key] = float(m.group(1))
+    m = re.search(r"client requests: ([0-9]+) sent, ([0-9]+) failed", text)
+    REPORT.update(requests_sent=int(m.group(1)), requests_failed=int(m.group(2)))
+    assert domains(env, "hv1", "--state-running") == [f"{PREFIX}-mysql01", f"{PREFIX}-web01"]
+
+
+def test_3_one_holder_after_the_return(env, checkout):  # noqa: F811
+    """The split-brain detector over SSH after the return: web02 the only holder, nothing wrong."""
+    res = sh([sys.executable, "-m", "webha", "splitbrain", "--target", "ssh", "--stack", "stacks/Pulumi.twohv.yaml",
+              "--known-hosts", str(KNOWN_HOSTS)], env, cwd=checkout, check=False, timeout=300)
+    REPORT["splitbrain"] = res.stdout
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    assert "held by web02 only" in res.stdout, res.stdout
