@@ -646,12 +646,17 @@ class StackConfig(_Model):
     def _host_keys(cls, v: Optional[dict[str, SecretStr]]) -> Optional[dict[str, SecretStr]]:
         from .hostkeys import HostKeyError, public_key
 
+        out = {}
         for name, key in (v or {}).items():
             try:
                 public_key(key.get_secret_value())
             except HostKeyError as exc:
                 raise ValueError(f"{name}: {exc}") from None
-        return v
+            # `pulumi config set` (value on stdin) drops the key's final newline, and OpenSSH's
+            # sshd refuses a private key file without one ("error in libcrypto": no host key, no
+            # sshd). The key is stored as typed; what reaches the guest always ends in one.
+            out[name] = SecretStr(key.get_secret_value().strip() + "\n")
+        return out if v is not None else None
 
     @field_validator("db_password")
     @classmethod

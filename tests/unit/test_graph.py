@@ -90,7 +90,8 @@ def build_graph(stack: str, tmp, raw: dict | None = None):
             raw["image"][field] = str(tmp / field)
     secrets = secrets_for(raw)  # dev: VRRPv3, no password; local: VRRPv2 + PASS
     raw.update(secrets)
-    raw["sshHostKeys"] = {h["name"]: generate_host_key() for h in raw["hosts"]}
+    # As `pulumi config set --secret` stores a key read from stdin: without its final newline.
+    raw["sshHostKeys"] = {h["name"]: generate_host_key().rstrip("\n") for h in raw["hosts"]}
     config = {f"webha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
     pulumi.runtime.set_all_config(config, [f"webha:{k}" for k in [*secrets, "sshHostKeys"]])
     mocks = Recorder()
@@ -352,7 +353,7 @@ def test_host_keys_are_secret_and_their_public_halves_outputs(graph):
     assert not [k for k in privates if body(k) in json.dumps(tier["outputs"])]
 
 
-def test_cloud_init_installs_only_the_stacks_key(graph):
+def test_cloud_init_installs_only_the_stacks_key(graph, tmp_path):
     import yaml as _yaml
 
     _, mocks, _ = graph
@@ -360,7 +361,13 @@ def test_cloud_init_installs_only_the_stacks_key(graph):
     for host, key in mocks.host_keys.items():
         doc = _yaml.safe_load(seeds[f"{host}-seed"]["userData"]["value"])
         assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
-        assert doc["ssh_keys"] == {"ed25519_private": key, "ed25519_public": _public(key)}
+        assert doc["ssh_keys"] == {"ed25519_private": key + "\n", "ed25519_public": _public(key)}
+        # OpenSSH itself must load the file cloud-init writes (sshd starts with no other key).
+        written = tmp_path / f"{host}_ssh_host_ed25519_key"
+        written.write_text(doc["ssh_keys"]["ed25519_private"])
+        written.chmod(0o600)
+        res = subprocess.run(["ssh-keygen", "-y", "-f", str(written)], capture_output=True, text=True)
+        assert res.returncode == 0 and res.stdout.split()[:2] == _public(key).split()[:2], res.stderr
 
 
 def test_host_key_step_runs_before_anything_on_its_host(graph):
