@@ -383,9 +383,7 @@ def test_04c_drill_over_ssh_reads_the_event_logs(env, checkout, up):
     from webha.drillplot import write
     from webha.stackfile import load_stack_file
 
-    cluster = SshCluster(load_stack_file(checkout / "stacks" / "Pulumi.local.yaml"))
-    for executor in cluster.hosts.values():
-        executor.options = ssh_options(checkout)
+    cluster = SshCluster(load_stack_file(checkout / "stacks" / "Pulumi.local.yaml"), known_hosts=str(KNOWN_HOSTS))
     res = run_drill(cluster, "nginx-kill", observe=6.0, rate=20)
     text = res.text()
     js, png = write(res, CACHE / "reports", "drill nginx-kill on the TCG VMs over SSH: "
