@@ -384,7 +384,7 @@ class HaLab:
             f"{paths.log_dir}/node-exporter.log")
         self.wait(lambda: self.hosts[node].run(
             ["curl", "-sf", "--noproxy", "*", "--max-time", "1", f"http://{addr}/metrics"]).returncode == 0,
-            10, f"the node exporter on {node}")
+            30, f"the node exporter on {node}")  # a start takes seconds on a loaded machine
 
     def metrics(self, node: str) -> str:
         """The node's metrics as a scraper on the client (the libvirt host's place) sees them."""
