@@ -66,6 +66,14 @@ class Executor(Protocol):
         ...
 
 
+def _run_local(name: str, label: str, local_argv: list[str], timeout: float, input) -> subprocess.CompletedProcess:
+    """Run the local argv that reaches the host (nsenter or ssh); a timeout is an ExecError."""
+    try:
+        return subprocess.run(local_argv, capture_output=True, text=True, timeout=timeout, input=input)
+    except subprocess.TimeoutExpired as exc:
+        raise ExecError(f"[{name}] {label}: timed out after {timeout}s") from exc
+
+
 def _finish(name: str, argv: Sequence[str], res: subprocess.CompletedProcess, check: bool):
     if check and res.returncode != 0:
         raise ExecError(
@@ -94,16 +102,7 @@ class NetnsExecutor:
         return ["nsenter", "-t", str(self.init_pid), "-n", "-m", "-p", "-u", "--wd=/"]
 
     def run(self, argv, *, timeout=10, check=False, input=None):
-        try:
-            res = subprocess.run(
-                self.stream_argv(argv),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                input=input,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ExecError(f"[{self.name}] {shlex.join(argv)}: timed out after {timeout}s") from exc
+        res = _run_local(self.name, shlex.join(argv), self.stream_argv(argv), timeout, input)
         return _finish(self.name, argv, res, check)
 
     def spawn(self, argv, log):
@@ -142,16 +141,7 @@ class SshExecutor:
 
     def run(self, argv, *, timeout=10, check=False, input=None):
         # ssh hands the remote side one string to a shell: quote every word ourselves.
-        try:
-            res = subprocess.run(
-                self.stream_argv(argv),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                input=input,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ExecError(f"[{self.name}] ssh {shlex.join(argv)}: timed out after {timeout}s") from exc
+        res = _run_local(self.name, f"ssh {shlex.join(argv)}", self.stream_argv(argv), timeout, input)
         if res.returncode == 255:
             raise ExecError(f"[{self.name}] ssh to {self.user}@{self.ip} failed: {res.stderr.strip()}")
         return _finish(self.name, argv, res, check)
