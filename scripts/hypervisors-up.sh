@@ -14,9 +14,15 @@
 # pulling `webha-NAME-lan` down cuts that hypervisor off. The main libvirtd (the `local` stack)
 # is not touched.
 #
+# CPU: real hypervisors do not share CPUs; these share this machine's. Each one's daemons (and so
+# its guests' QEMU processes, which libvirt places below its daemon's own cgroup) run in a CPU
+# cgroup of its own, webha-NAME, all with the same weight: when hv1 boots two guests at once they
+# share hv1's half of the machine and web02 on hv2 keeps the other half, as on two hosts. The
+# groups are work-conserving: an idle hypervisor's share goes to the busy one.
+#
 #   scripts/hypervisors-up.sh            # hv1 and hv2
 #   WEBHA_HYPERVISORS="hv1 hv2 hv3" ...  # more (each one more veth on the LAN)
-# Prints one `NAME URI` line per hypervisor on stdout.
+# Prints one `NAME URI` line per hypervisor on stdout. scripts/hypervisors-down.sh removes it all.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HVS=${WEBHA_HYPERVISORS:-hv1 hv2}
@@ -33,6 +39,31 @@ die() { printf '[hypervisors-up] ERROR: %s\n' "$*" >&2; exit 1; }
 
 uri_of() { printf 'qemu+unix:///system?socket=/run/webha-%s/libvirt/libvirt-sock' "$1"; }
 answering() { timeout 10 virsh -c "$(uri_of "$1")" list >/dev/null 2>&1; }
+
+# cpu_group NAME: make the hypervisor's CPU cgroup (same weight for every hypervisor); prints the
+# cgroup.procs file to put its processes in. cgroup v1 `cpu` hierarchy, else v2 with `cpu`.
+cpu_group() {
+  local g
+  if [ -f /sys/fs/cgroup/cpu/cpu.shares ]; then
+    g=/sys/fs/cgroup/cpu/webha-$1
+    [ -d "$g" ] || mkdir "$g"
+    echo 1024 > "$g/cpu.shares"
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control
+    g=/sys/fs/cgroup/webha-$1
+    [ -d "$g" ] || mkdir "$g"
+    echo 100 > "$g/cpu.weight"
+  else
+    die "no CPU cgroup controller (neither /sys/fs/cgroup/cpu/cpu.shares nor cpu in /sys/fs/cgroup/cgroup.controllers): the hypervisors would share CPUs as no two real hosts do"
+  fi
+  printf '%s/cgroup.procs\n' "$g"
+}
+# in_cpu_group PID NAME: the process sits in webha-NAME or below it (libvirt puts each guest in a
+# machine cgroup under its daemon's) in the CPU hierarchy that cpu_group used.
+in_cpu_group() {
+  awk -F: -v g="/webha-$2" '($2 ~ /(^|,)cpu(,|$)/ || ($1 == "0" && $2 == "")) &&
+    ($3 == g || index($3, g "/") == 1) { found = 1 } END { exit !found }' "/proc/$1/cgroup" 2>/dev/null
+}
 
 if ! ip link show "$LAN" >/dev/null 2>&1; then
   log "creating LAN bridge $LAN ($LAN_ADDR)"
@@ -61,6 +92,7 @@ for hv in $HVS; do
   n=${hv#hv}
   addr="${LAN_ADDR%.*/*}.$((250 + n))/${LAN_ADDR#*/}"
   ip -n "$ns" addr show dev webha-br | grep -q "inet ${addr%/*}/" || ip -n "$ns" addr add "$addr" dev webha-br
+  procs=$(cpu_group "$hv")
   if answering "$hv"; then
     log "$hv: libvirtd already answering"
   else
@@ -70,7 +102,8 @@ for hv in $HVS; do
     install -d -m 0755 "$run" "$run/libvirt"
     # The packaged configuration files; no domains, networks, pools or secrets of the main one.
     for f in /etc/libvirt/*.conf; do cp -f "$f" "$dir/etc/"; done
-    ip netns exec "$ns" unshare -m "$ROOT/scripts/hypervisor-daemons.sh" "$dir" "$run"
+    # Into the CPU group first (`ip netns exec` mounts a /sys of its own, without the cgroups).
+    (echo "$BASHPID" > "$procs" && exec ip netns exec "$ns" unshare -m "$ROOT/scripts/hypervisor-daemons.sh" "$dir" "$run")
     i=0
     until answering "$hv"; do
       i=$((i + 1))
@@ -79,6 +112,11 @@ for hv in $HVS; do
     done
     log "$hv: answering after ~${i}s"
   fi
+  # Post-condition: every process of the hypervisor (daemons, guests) is in its CPU group.
+  for pid in $(ip netns pids "$ns"); do
+    [ -e "/proc/$pid" ] || continue
+    in_cpu_group "$pid" "$hv" || die "$hv: process $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) of $ns is not in its CPU group ${procs%/*} (started before the groups existed? scripts/hypervisors-down.sh, then this again)"
+  done
   # The pool directory sits outside the bind-mounted trees: the same path in both views.
   WEBHA_LIBVIRT_URI=$(uri_of "$hv") WEBHA_POOL_DIR=$dir/pool "$ROOT/scripts/libvirt-up.sh" >/dev/null
   printf '%s %s\n' "$hv" "$(uri_of "$hv")"
