@@ -85,6 +85,9 @@ def drill_args(p: argparse.ArgumentParser) -> None:
                    help="repeatable; run in order")
     p.add_argument("--observe", type=float, default=4.0, help="seconds to watch after the fault")
     p.add_argument("--rate", type=float, default=50.0, help="client requests per second")
+    p.add_argument("--max-no-holder", type=float, metavar="SECONDS",
+                   help="fail when no node holds the VIP for longer than this during the scenario "
+                   "(default: hypervisor-loss only, the new holder's master-down interval + 2 s)")
     p.add_argument("--out", metavar="DIR",
                    help="write each drill's timeline (drill-SCENARIO.json) and picture (.png) here")
 
@@ -101,7 +104,8 @@ def drill_run(args) -> int:
         try:
             single_holder(cluster, 15)
             for scenario in args.scenario:
-                res = run_drill(cluster, scenario, observe=args.observe, rate=args.rate)
+                res = run_drill(cluster, scenario, observe=args.observe, rate=args.rate,
+                                max_no_holder=args.max_no_holder)
                 print(res.text())
                 if args.out:
                     from .drillplot import write

@@ -51,6 +51,17 @@ DESCRIPTIONS = {
 }
 NFT_TABLE = "webha_drill"
 INJECTED = "fault command returned"
+# The hypervisor-loss drill fails when the tier has no VIP holder for longer than the expected
+# node's master-down interval plus this (the failover itself takes up to that interval).
+NO_HOLDER_MARGIN = 2.0
+
+
+def master_down_s(cfg: StackConfig, node: str) -> float:
+    """keepalived's master-down interval for ``node`` as backup: 3 adverts + its skew
+    ((256 - priority) / 256 s in VRRPv2; scaled by the advert interval in VRRPv3)."""
+    adv = float(cfg.vrrp.advert_int)
+    skew = (256 - cfg.host(node).priority) / 256 * (adv if cfg.vrrp.version == 3 else 1.0)
+    return 3 * adv + skew
 
 
 class DrillError(RuntimeError):
@@ -273,6 +284,30 @@ class DrillResult:
     max_delay: Optional[float] = None  # the longest an event took to arrive here
     victim: Optional[str] = None
     rejoined_at: Optional[float] = None
+    # No VIP holder for longer than this (s) during the scenario fails the drill (None: reported only).
+    max_no_holder: Optional[float] = None
+    observed_until: Optional[float] = None  # when the event streams stopped
+
+    def no_holder(self) -> list[tuple[float, float]]:
+        """(start, end) of every time after the fault when no node held the VIP, by the event
+        streams (a node lost with its hypervisor holds nothing); one still open at the end of
+        the observation ends there."""
+        end = self.observed_until if self.observed_until is not None else max(
+            [t for t, _ in self.holders] + [self.fault_at])
+        out = []
+        for i, (t, who) in enumerate(self.holders):
+            if who:
+                continue
+            stop = self.holders[i + 1][0] if i + 1 < len(self.holders) else end
+            a, b = max(t, self.fault_at), min(stop, end)
+            if b > a:
+                out.append((a, b))
+        return out
+
+    @property
+    def longest_no_holder(self) -> Optional[tuple[float, float]]:
+        gaps = self.no_holder()
+        return max(gaps, key=lambda g: g[1] - g[0]) if gaps else None
 
     @property
     def rejoin_s(self) -> Optional[float]:
@@ -299,6 +334,17 @@ class DrillResult:
                 out.append(f"{self.victim} did not rejoin as BACKUP")
             if self.after != [self.expected]:
                 out.append(f"the VIP moved back to {', '.join(self.after)} when {self.victim} returned")
+        if self.max_no_holder is not None and self.scenario != "vrrp-block":
+            f0 = self.fault_at
+            for a, b in self.no_holder():
+                if b - a > self.max_no_holder:
+                    out.append(f"no VIP holder for {b - a:.1f} s, from {a - f0:+.1f} s to {b - f0:+.1f} s "
+                               f"after the fault (bound {self.max_no_holder:.1f} s)")
+            for t, who in self.unreadable:
+                if who and (self.observed_until is None or t < self.observed_until):
+                    # unknown is not "no holder": a gap from there on could not be seen
+                    out.append(f"event stream of {', '.join(who)} lost at {t - f0:+.1f} s: whether the tier "
+                               "had a VIP holder from then on is unknown")
         return out
 
     @property
@@ -359,6 +405,12 @@ class DrillResult:
         if self.scenario != "vrrp-block":
             lines.append(f"   VIP on {self.expected} after: {fmt(self.vip_moved_s)}")
             lines.append(f"   HTTP via VIP answered by {self.expected} after: {fmt(self.http_moved_s)}")
+        if self.scenario != "vrrp-block":
+            gap = self.longest_no_holder
+            bound = f" (bound {self.max_no_holder:.1f} s)" if self.max_no_holder is not None else ""
+            lines.append("   longest time without a VIP holder: "
+                         + (f"{gap[1] - gap[0]:.3f} s, {gap[0] - f0:+.3f} s to {gap[1] - f0:+.3f} s"
+                            if gap else "0 s") + bound)
         most = self.max_holders
         if len(most) > 1:
             lines.append(f"   VIP on several nodes at once during the drill: {', '.join(most)}")
@@ -415,11 +467,15 @@ def run_drill(
     timeout: float = 1.0,
     rejoin_timeout: float = 600,
     lead: float = 0.5,
+    max_no_holder: Optional[float] = None,
 ) -> DrillResult:
     """One fault on the current VIP holder; returns what happened. Leaves one holder behind.
 
     ``lead``: seconds of normal traffic before the fault; bench/failover.py draws it at random so
-    that faults land at a random phase of the advert and check cycles."""
+    that faults land at a random phase of the advert and check cycles.
+    ``max_no_holder``: a time without any VIP holder longer than this fails the drill; the
+    hypervisor-loss scenario defaults to the new holder's master-down interval + NO_HOLDER_MARGIN
+    (the failover, then nothing more: the tier keeps its holder while the lost host returns)."""
     if scenario not in SCENARIOS:
         raise DrillError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     before = single_holder(cluster)
@@ -431,6 +487,8 @@ def run_drill(
         if not others:
             raise DrillError(f"every web node is on {lost_hv}: losing it leaves no one to take the VIP")
     expected = max(others, key=lambda n: cluster.cfg.host(n).priority)
+    if scenario == "hypervisor-loss" and max_no_holder is None:
+        max_no_holder = master_down_s(cluster.cfg, expected) + NO_HOLDER_MARGIN
     victim = before
     if scenario == "vrrp-block":
         # Once VRRP flows again the highest priority master wins and the other one yields.
@@ -467,7 +525,11 @@ def run_drill(
             restore = lambda: cluster.link(victim, True)  # noqa: E731
         elif scenario == "hypervisor-loss":
             cluster.lose_hypervisor(lost_hv)
-            events.append((time.time(), f"{lost_hv} lost (guests killed, link cut)"))
+            lost_at = time.time()
+            events.append((lost_at, f"{lost_hv} lost (guests killed, link cut)"))
+            for node in cluster.web_names:
+                if cluster.cfg.hypervisor_of(cluster.cfg.host(node)).name == lost_hv:
+                    stream.lose(node, lost_at)
             restore = lambda: cluster.restore_hypervisor(lost_hv)  # noqa: E731
         elif scenario == "vrrp-block":
             for node in cluster.web_names:
@@ -500,8 +562,14 @@ def run_drill(
             if scenario == "hypervisor-loss":
                 rejoined_at = _wait_rejoin(cluster, victim, rejoin_timeout)
                 events.append((rejoined_at, f"{victim} back as BACKUP"))
+                try:
+                    stream.reopen(victim)  # its events from its boot on, and from now
+                except EventStreamError as exc:
+                    raise DrillError(str(exc)) from None
+                time.sleep(observe)  # the returned node settled: the VIP must stay put
             time.sleep(1.0)
     finally:
+        observed_until = time.time()  # streams that end after this were ended by stop()
         requests = client.stop() if client else []
         stream.stop()
     after_holder = single_holder(cluster, 15)
@@ -510,7 +578,7 @@ def run_drill(
         fault_at, stream.holder_changes(), stream.states(), requests, [after_holder],
         events + stream.notes(), detector_text, recovery_at,
         [(t, (n,)) for t, n, _ in stream.dead()], stream.offsets(), stream.max_delay(),
-        victim=victim, rejoined_at=rejoined_at,
+        victim=victim, rejoined_at=rejoined_at, max_no_holder=max_no_holder, observed_until=observed_until,
     )
 
 

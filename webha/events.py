@@ -36,6 +36,7 @@ class Event:
     rec: dict
     arrived: float  # when the line arrived here
     t: float = 0.0  # this machine's clock (see the module docstring), set by EventStream.events()
+    replayed: bool = False  # written before the session began (a returned node's lines since boot)
 
     @property
     def kind(self) -> str:
@@ -51,9 +52,20 @@ class NodeStream:
     events: list[Event] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ended_at: Optional[float] = None
+    # A stream opened again after the node came back (EventStream.reopen): every line of a reader
+    # run not in this set is new (the node rebooted: its reader's lines since the boot count).
+    old_runs: Optional[set] = None
+
+    def runs(self) -> set:
+        """The reader runs this stream has seen (its hello's and its events')."""
+        out = {e.rec.get("run") for e in self.events}
+        out.add((self.hello or {}).get("now", {}).get("run"))
+        return out - {None}
 
     def fresh(self, rec: dict) -> bool:
         """Not already in the hello's snapshot (``tail`` repeats the last lines)."""
+        if self.old_runs is not None:
+            return rec.get("run") not in self.old_runs
         now = (self.hello or {}).get("now", {})
         if rec.get("run") == now.get("run"):
             return rec.get("seq", 0) > now.get("seq", 0)
@@ -67,23 +79,58 @@ class EventStream:
     def __init__(self, cluster) -> None:
         self.cluster = cluster
         self.nodes: dict[str, NodeStream] = {}
+        self.first: dict[str, NodeStream] = {}  # each node's first stream: the baseline
+        self.retired: list[NodeStream] = []  # streams of nodes that were lost (see lose())
+        self.lost: list[tuple[float, str]] = []  # (time, node): gone, holds nothing from then
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def script(self, node: str) -> str:
         return f"{self.cluster.layouts[node].paths.script_dir}/webha-events.py"
 
+    def _open(self, node: str, old_runs: Optional[set] = None) -> NodeStream:
+        argv = self.cluster.hosts[node].stream_argv([self.script(node), "follow"])
+        # stdin stays open: closing it is what ends `follow` on the node (see stop()).
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        ns = NodeStream(node, proc, old_runs=old_runs)
+        with self._lock:
+            self.nodes[node] = ns
+            self.first.setdefault(node, ns)
+        th = threading.Thread(target=self._read, args=(ns,), daemon=True)
+        th.start()
+        self._threads.append(th)
+        return ns
+
+    def lose(self, node: str, at: float) -> None:
+        """``node`` is gone at ``at`` (its hypervisor lost: the guest no longer exists), so it holds
+        nothing from then on. Its session, which would hang on the dead link, is ended here."""
+        with self._lock:
+            ns = self.nodes.pop(node)
+            self.retired.append(ns)
+            self.lost.append((at, node))
+        _end(ns.proc)
+
+    def reopen(self, node: str, timeout: float = 60) -> None:
+        """A new session to ``node`` after it came back (:meth:`lose`): its reader's lines since
+        its boot (any run the old session did not see) join the timeline."""
+        with self._lock:
+            old = set().union(*(r.runs() for r in self.retired if r.node == node))
+        ns = self._open(node, old_runs=old)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if ns.hello is not None:
+                    return
+                if ns.ended_at is not None:
+                    break
+            time.sleep(0.05)
+        why = " ".join(ns.errors) or "no hello line"
+        raise EventStreamError(f"no event stream from {node} after its return ({why})")
+
     def start(self, timeout: float = 30) -> "EventStream":
         for node in self.cluster.web_names:
-            argv = self.cluster.hosts[node].stream_argv([self.script(node), "follow"])
-            # stdin stays open: closing it is what ends `follow` on the node (see stop()).
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            ns = NodeStream(node, proc)
-            self.nodes[node] = ns
-            th = threading.Thread(target=self._read, args=(ns,), daemon=True)
-            th.start()
-            self._threads.append(th)
+            self._open(node)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -112,9 +159,13 @@ class EventStream:
                     continue
                 if rec.get("kind") == "hello" and ns.hello is None:
                     ns.hello, ns.offset = rec, rec["wall"] - arrived
+                    if ns.old_runs is not None:  # a returned node: its state now is an event
+                        ns.events.append(Event(ns.node, {**rec, "vip": rec.get("now", {}).get("vip")}, arrived))
                 elif ns.hello is not None and ns.fresh(rec):
                     ns.offset = max(ns.offset, rec["wall"] - arrived)
-                    ns.events.append(Event(ns.node, rec, arrived))
+                    now = ns.hello.get("now", {})
+                    old = rec.get("run") != now.get("run") or rec.get("seq", 0) <= now.get("seq", 0)
+                    ns.events.append(Event(ns.node, rec, arrived, replayed=old))
         ns.proc.wait()
         err = ns.proc.stderr.read().strip() if ns.proc.stderr else ""
         with self._lock:
@@ -133,13 +184,7 @@ class EventStream:
                 ns.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 pass
-            if ns.proc.poll() is None:
-                ns.proc.terminate()
-                try:
-                    ns.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    ns.proc.kill()
-                    ns.proc.wait(timeout=5)
+            _end(ns.proc)
         for th in self._threads:
             th.join(timeout=5)
 
@@ -147,16 +192,18 @@ class EventStream:
     def events(self) -> list[Event]:
         with self._lock:
             out = []
-            for ns in self.nodes.values():
+            for ns in [*self.retired, *self.nodes.values()]:
                 for e in ns.events:
                     e.t = e.rec["wall"] - ns.offset
                     out.append(e)
+            for at, node in self.lost:
+                out.append(Event(node, {"kind": "lost", "vip": False}, at, at))
         return sorted(out, key=lambda e: e.t)
 
     def baseline(self) -> dict[str, Optional[bool]]:
         """Each node's "holds the VIP" in its hello line (None: the reader had not read it)."""
         with self._lock:
-            return {n: (ns.hello or {}).get("now", {}).get("vip") for n, ns in self.nodes.items()}
+            return {n: (ns.hello or {}).get("now", {}).get("vip") for n, ns in self.first.items()}
 
     def dead(self) -> list[tuple[float, str, str]]:
         """(time, node, why) for every stream that ended: from then on its node is unknown."""
@@ -167,7 +214,7 @@ class EventStream:
     def holder_changes(self) -> list[tuple[float, tuple[str, ...]]]:
         """(time, holders) from the baseline on, every time the set changed."""
         held = dict(self.baseline())
-        t0 = min((ns.hello["wall"] - ns.offset for ns in self.nodes.values() if ns.hello), default=0.0)
+        t0 = min((ns.hello["wall"] - ns.offset for ns in self.first.values() if ns.hello), default=0.0)
         out = [(t0, tuple(n for n in self.cluster.web_names if held.get(n)))]
         for e in self.events():
             if "vip" in e.rec and e.rec["vip"] is not None:
@@ -199,6 +246,10 @@ class EventStream:
                 out.append((e.t, f"{e.node}: VIP {'added' if r.get('held') else 'removed'} (address event)"))
             elif e.kind == "reader":
                 out.append((e.t, f"{e.node}: event reader {'started' if r.get('started') else 'stopped'}"))
+            elif e.kind == "lost":
+                out.append((e.t, f"{e.node}: gone with its hypervisor (holds nothing; its event stream ended here)"))
+            elif e.kind == "hello":
+                out.append((e.t, f"{e.node}: event stream open again (VIP {'held' if r.get('vip') else 'not held'})"))
             elif e.kind == "vrrp" and not r.get("state"):
                 out.append((e.t, f"{e.node}: keepalived {r.get('event')} priority {r.get('priority')}"))
         return out
@@ -209,5 +260,16 @@ class EventStream:
 
     def max_delay(self) -> Optional[float]:
         """The longest an event took to arrive here after its (estimated) time."""
-        delays = [e.arrived - e.t for e in self.events()]
+        delays = [e.arrived - e.t for e in self.events() if not e.replayed]
         return max(delays) if delays else None
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Terminate a session that has not ended (then kill it)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
