@@ -116,17 +116,23 @@ class EventStream:
         its boot (any run the old session did not see) join the timeline."""
         with self._lock:
             old = set().union(*(r.runs() for r in self.retired if r.node == node))
-        ns = self._open(node, old_runs=old)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if ns.hello is not None:
-                    return
-                if ns.ended_at is not None:
-                    break
-            time.sleep(0.05)
-        why = " ".join(ns.errors) or "no hello line"
-        raise EventStreamError(f"no event stream from {node} after its return ({why})")
+        tries = []
+        while True:
+            ns = self._open(node, old_runs=old)
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if ns.hello is not None:
+                        return
+                    if ns.ended_at is not None:
+                        break
+                time.sleep(0.05)
+            tries.append(" ".join(ns.errors) or "no hello line")
+            if time.monotonic() >= deadline:  # a booting node's reader may not run yet: retried
+                _end(ns.proc)
+                raise EventStreamError(f"no event stream from {node} after its return within {timeout:.0f}s "
+                                       f"({len(tries)} tries; last: {tries[-1]})")
+            time.sleep(1.0)
 
     def start(self, timeout: float = 30) -> "EventStream":
         for node in self.cluster.web_names:
