@@ -18,7 +18,9 @@
 # its guests' QEMU processes, which libvirt places below its daemon's own cgroup) run in a CPU
 # cgroup of its own, webha-NAME, all with the same weight: when hv1 boots two guests at once they
 # share hv1's half of the machine and web02 on hv2 keeps the other half, as on two hosts. The
-# groups are work-conserving: an idle hypervisor's share goes to the busy one.
+# groups are work-conserving: an idle hypervisor's share goes to the busy one. Each weighs as much
+# as four of this machine's own processes (pulumi, the drill, ssh): the tools that drive the
+# hosts do not take the other hosts' CPU either.
 #
 #   scripts/hypervisors-up.sh            # hv1 and hv2
 #   WEBHA_HYPERVISORS="hv1 hv2 hv3" ...  # more (each one more veth on the LAN)
@@ -47,12 +49,12 @@ cpu_group() {
   if [ -f /sys/fs/cgroup/cpu/cpu.shares ]; then
     g=/sys/fs/cgroup/cpu/webha-$1
     [ -d "$g" ] || mkdir "$g"
-    echo 1024 > "$g/cpu.shares"
+    echo 4096 > "$g/cpu.shares"     # a process of nice 0 weighs 1024
   elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
     grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control
     g=/sys/fs/cgroup/webha-$1
     [ -d "$g" ] || mkdir "$g"
-    echo 100 > "$g/cpu.weight"
+    echo 400 > "$g/cpu.weight"      # a process of nice 0 weighs 100
   else
     die "no CPU cgroup controller (neither /sys/fs/cgroup/cpu/cpu.shares nor cpu in /sys/fs/cgroup/cgroup.controllers): the hypervisors would share CPUs as no two real hosts do"
   fi
