@@ -64,7 +64,7 @@ stop() {
 for hv in $HVS; do
   [[ $hv =~ ^hv[1-9]$ ]] || die "hypervisor name $hv: expected hv1-hv9"
   ns=webha-$hv link=webha-$hv-lan run=/run/webha-$hv
-  if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
+  if ip netns list | awk '{print $1}' | grep -x "$ns" >/dev/null; then
     guests=()
     for pid in $(ip netns pids "$ns"); do
       case "$(cat "/proc/$pid/comm" 2>/dev/null)" in qemu-system*) guests+=("$pid") ;; esac
@@ -82,7 +82,7 @@ for hv in $HVS; do
       stop "$pid" "$d"
     fi
   done
-  if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
+  if ip netns list | awk '{print $1}' | grep -x "$ns" >/dev/null; then
     # Nothing else may live there: anything left is not ours to kill, so say what it is.
     left=""
     for pid in $(ip netns pids "$ns"); do
@@ -122,7 +122,7 @@ fi
 
 # Post-condition: nothing of these hypervisors is left.
 for hv in $HVS; do
-  ! ip netns list | awk '{print $1}' | grep -qx "webha-$hv" || die "$hv: netns webha-$hv still exists"
+  ! ip netns list | awk '{print $1}' | grep -x "webha-$hv" >/dev/null || die "$hv: netns webha-$hv still exists"
   ! ip link show "webha-$hv-lan" >/dev/null 2>&1 || die "$hv: link webha-$hv-lan still exists"
   [ ! -e "/run/webha-$hv" ] || die "$hv: /run/webha-$hv still exists"
   for g in "/sys/fs/cgroup/cpu/webha-$hv" "/sys/fs/cgroup/webha-$hv"; do

@@ -77,7 +77,10 @@ ip link set "$LAN" up
 for hv in $HVS; do
   [[ $hv =~ ^hv[1-9]$ ]] || die "hypervisor name $hv: expected hv1-hv9 (interface names are at most 15 bytes)"
   ns=webha-$hv link=webha-$hv-lan run=/run/webha-$hv dir=$STATE/$hv
-  ip netns list | grep -qx "$ns\( .*\)\?" || { log "netns $ns"; ip netns add "$ns"; }
+  # Output captured before grep: `cmd | grep -q` under pipefail fails when grep's early exit
+  # SIGPIPEs cmd (seen: "Address already assigned" from the address step in a drill's recovery).
+  nslist=$(ip netns list)
+  grep -qx "$ns\( .*\)\?" <<<"$nslist" || { log "netns $ns"; ip netns add "$ns"; }
   ip -n "$ns" link set lo up
   if ! ip link show "$link" >/dev/null 2>&1; then
     log "veth $link <-> $ns:lan0"
@@ -93,7 +96,8 @@ for hv in $HVS; do
   # (getaddrinfo with AI_ADDRCONFIG: "Address family for hostname not supported").
   n=${hv#hv}
   addr="${LAN_ADDR%.*/*}.$((250 + n))/${LAN_ADDR#*/}"
-  ip -n "$ns" addr show dev webha-br | grep -q "inet ${addr%/*}/" || ip -n "$ns" addr add "$addr" dev webha-br
+  addrs=$(ip -n "$ns" addr show dev webha-br)
+  grep -q "inet ${addr%/*}/" <<<"$addrs" || ip -n "$ns" addr add "$addr" dev webha-br
   procs=$(cpu_group "$hv")
   if answering "$hv"; then
     log "$hv: libvirtd already answering"
