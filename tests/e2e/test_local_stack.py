@@ -568,10 +568,6 @@ def rotate(env, checkout, host) -> str:
     return new
 
 
-ROTATION_FAILED = ("failed in the integrated e2e run of 2026-11-25 (rotation of web02's host key, then the hand-replaced key left web02 unreachable for destroy): README Known limits, issue 15")
-
-
-@pytest.mark.skip(reason=ROTATION_FAILED)
 def test_10b_rotating_a_host_key(env, checkout, up):
     """A config change rotates web02's key: the guest answers with the new key, the old pin fails."""
     old_known = STATE / "known_hosts.before-rotation"
@@ -595,7 +591,6 @@ def test_10b_rotating_a_host_key(env, checkout, up):
     assert changed_steps(env, checkout) == []
 
 
-@pytest.mark.skip(reason=ROTATION_FAILED)
 def test_10c_a_guest_with_another_key_stops_the_up_naming_it(env, checkout, up):
     """web02's key replaced by hand: the operator tools refuse it, and the next `up` that rotates
     web02 fails in the host key step (before any remote command), naming web02; restoring the
