@@ -14,7 +14,9 @@
    engine hands the previous stdout over as ``PULUMI_COMMAND_STDOUT``). Any other key fails at once,
    naming the host; nothing has been sent;
 2. run the install script (templates/scripts/host-key-install.sh.j2) with the key on stdin: it
-   checks the key and sshd's config before it replaces the old key, then reloads sshd;
+   checks the key and sshd's config before it replaces the old key, reloads sshd and waits until
+   sshd answers with the new key (it does not listen while it re-executes). A failure names the
+   failing command with the guest's stderr, never a line of the key;
 3. connect again, trusting the new key only, and print it (the step's stdout).
 
 A failure anywhere leaves the guest on the old or the new key, and both stay pinned until a
