@@ -49,7 +49,7 @@ from ..vip import holders
 BASE_DIR = netns.STATE_DIR
 PREFIX_BASE = "whl"
 CLIENT = "client"
-LAB_TOOLS = ("ip", "nsenter", "unshare", "keepalived", "nginx", "curl", "nft", "prometheus-node-exporter")
+LAB_TOOLS = ("ip", "nsenter", "unshare", "setpriv", "prlimit", "keepalived", "nginx", "curl", "nft", "prometheus-node-exporter")
 METRICS_PORT = 9100
 
 _INIT = r"""
@@ -351,10 +351,15 @@ class HaLab:
                 + (res.stderr + res.stdout).strip()
             )
         log = f"{lay.paths.log_dir}/keepalived.log"
+        rt = keepalived_context(self.cfg, node, paths=self.paths(node))["keepalived"]["rttime"]
         self.hosts[node].spawn(
-            # stdbuf: keepalived's console log is stdio; line-buffered, the log is current when
-            # a test reads it (block-buffered, it ended minutes in the past).
-            ["stdbuf", "-oL", "-eL",
+            # What keepalived.service's drop-in (templates/keepalived/systemd-override.conf.j2)
+            # gives it: no CAP_SYS_RESOURCE and the RLIMIT_RTTIME of its real-time VRRP process.
+            ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource",
+             "prlimit", f"--rttime={rt['soft']}:{rt['hard']}", "--",
+             # stdbuf: keepalived's console log is stdio; line-buffered, the log is current when
+             # a test reads it (block-buffered, it ended minutes in the past).
+             "stdbuf", "-oL", "-eL",
              "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf, "-p", lay.keepalived_pid,
              "-r", lay.vrrp_pid, "-c", lay.checkers_pid],
             log,
