@@ -351,12 +351,15 @@ class HaLab:
                 + (res.stderr + res.stdout).strip()
             )
         log = f"{lay.paths.log_dir}/keepalived.log"
-        rt = keepalived_context(self.cfg, node, paths=self.paths(node))["keepalived"]["rttime"]
+        ka = keepalived_context(self.cfg, node, paths=self.paths(node))["keepalived"]
+        rt = ka["rttime"]
+        # What keepalived.service's drop-in (templates/keepalived/systemd-override.conf.j2) gives
+        # a real-time keepalived: no CAP_SYS_RESOURCE and the RLIMIT_RTTIME of its VRRP process.
+        limits = (["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource",
+                   "prlimit", f"--rttime={rt['soft']}:{rt['hard']}", "--"]
+                  if ka["realtime"] else [])
         self.hosts[node].spawn(
-            # What keepalived.service's drop-in (templates/keepalived/systemd-override.conf.j2)
-            # gives it: no CAP_SYS_RESOURCE and the RLIMIT_RTTIME of its real-time VRRP process.
-            ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource",
-             "prlimit", f"--rttime={rt['soft']}:{rt['hard']}", "--",
+            limits + [
              # stdbuf: keepalived's console log is stdio; line-buffered, the log is current when
              # a test reads it (block-buffered, it ended minutes in the past).
              "stdbuf", "-oL", "-eL",
