@@ -51,14 +51,13 @@ def stress(workers: int, tmp: str) -> subprocess.Popen:
 
 
 def vrrp_pids(lab: HaLab) -> dict[str, str]:
-    return {n: Path(lab.layouts[n].vrrp_pid).read_text().strip() for n in lab.web_names}
+    return {n: lab.vrrp_pid(n) for n in lab.web_names}
 
 
 def reload_all(lab: HaLab) -> None:
     """SIGHUP to keepalived on every web node: what keepalived-apply.sh does on `pulumi up`."""
     for n in lab.web_names:
-        lab.hosts[n].run(["sh", "-c", 'kill -HUP "$(cat "$1")"', "sh", lab.layouts[n].keepalived_pid],
-                         check=True, timeout=10)
+        lab.reload_keepalived(n)
 
 
 def main() -> int:

@@ -59,10 +59,6 @@ def test_without_the_tracked_file_the_slow_check_alone_does_not_move_it(make_lab
     assert "FAULT" not in lab.log("web01")
 
 
-def _vrrp_child(lab, node: str) -> str:
-    return Path(lab.layouts[node].vrrp_pid).read_text().strip()
-
-
 @pytest.mark.parametrize("realtime", [True, False], ids=["realtime", "normal"])
 def test_vrrp_process_scheduling_and_locked_memory(make_lab, realtime):
     """vrrp_no_swap (always) and vrrp_rt_priority (``realtime``) reach the kernel: locked memory
@@ -70,7 +66,7 @@ def test_vrrp_process_scheduling_and_locked_memory(make_lab, realtime):
     lab = make_lab({"vrrp": {"realtime": realtime}})
     lab.wait_single_holder(10)
     for node in lab.web_names:
-        pid = _vrrp_child(lab, node)
+        pid = lab.vrrp_pid(node)
         policy = lab.hosts[node].run(["chrt", "-p", pid], check=True).stdout
         status = lab.hosts[node].run(["cat", f"/proc/{pid}/status"], check=True).stdout
         locked = int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmLck:")))
@@ -99,14 +95,13 @@ def test_reload_keeps_the_holder_and_the_vrrp_process(make_lab, realtime):
     nothing: same VRRP process, same holder, the same limit, still SCHED_RR."""
     lab = make_lab({"vrrp": {"realtime": realtime}}, fast=False)  # the dev stack, 0.2 s adverts
     one_holder(lab, "web01", settle=1.0)
-    before = {n: _vrrp_child(lab, n) for n in lab.web_names}
+    before = {n: lab.vrrp_pid(n) for n in lab.web_names}
     limit = {n: _rttime(lab, n, pid) for n, pid in before.items()}
     for _ in range(5):
         for node in lab.web_names:
-            lab.hosts[node].run(["sh", "-c", 'kill -HUP "$(cat "$1")"', "sh",
-                                 lab.layouts[node].keepalived_pid], check=True)
+            lab.reload_keepalived(node)
         time.sleep(1.0)
-    assert {n: _vrrp_child(lab, n) for n in lab.web_names} == before
+    assert {n: lab.vrrp_pid(n) for n in lab.web_names} == before
     assert lab.vip_holders() == ["web01"]
     assert "rlimit_rttime been exceeded" not in lab.log("web01") + lab.log("web02")
     for node, pid in before.items():

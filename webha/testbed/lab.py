@@ -401,6 +401,15 @@ class HaLab:
              f"http://{self.cfg.host(node).ip}:{METRICS_PORT}/metrics"], timeout=10, check=True)
         return res.stdout
 
+    def reload_keepalived(self, node: str) -> None:
+        """SIGHUP to keepalived on ``node``: what keepalived-apply.sh's reload does on `pulumi up`."""
+        self.hosts[node].run(["sh", "-c", 'kill -HUP "$(cat "$1")"', "sh",
+                              self.layouts[node].keepalived_pid], check=True, timeout=10)
+
+    def vrrp_pid(self, node: str) -> str:
+        """The pid of keepalived's VRRP process on ``node`` (a new one after it died)."""
+        return Path(self.layouts[node].vrrp_pid).read_text().strip()
+
     def keepalived_running(self, node: str) -> bool:
         lay = self.layouts[node]
         return self._pid_alive(node, lay.keepalived_pid) and self._pid_alive(node, lay.vrrp_pid)
