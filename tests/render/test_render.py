@@ -124,6 +124,11 @@ def test_keepalived_conf(stack, family, cfg, netns, script_user, tmp_path):
         assert f"    timeout {hc.timeout + 1}\n" in text
         assert f"--max-time {hc.timeout} " in (Path(paths.script_dir) / "check_nginx.sh").read_text()
         assert ("vrrp_rt_priority 50" in text) is cfg.vrrp.realtime
+        # keepalived must ask for more than the hard RLIMIT_RTTIME its unit gives it: its own
+        # setrlimit fails and it never resets the limit to 0 on a reload (tests/lab/test_detector.py).
+        rt = ctx["keepalived"]["rttime"]
+        asked = [int(l.split()[1]) for l in text.splitlines() if l.strip().startswith("vrrp_rlimit_rttime ")]
+        assert asked == ([rt["keepalived"]] if cfg.vrrp.realtime else []) and rt["keepalived"] > rt["hard"]
         assert ("track_file {" in text) is hc.track_file
     shutil.rmtree(tmp_path)
 
@@ -293,6 +298,15 @@ def test_keepalived_systemd_files(stack, family, cfg, script_user, tmp_path):
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
         assert res.returncode == 0 and "Unknown" not in res.stderr, (unit, res.stderr)
+        assert "Failed to parse" not in res.stderr and "Invalid" not in res.stderr, (unit, res.stderr)
+    dropin = (units / "keepalived.service.d" / "webha.conf").read_text()
+    rt = ctx["keepalived"]["rttime"]
+    # Only a real-time keepalived gets its limit (and loses CAP_SYS_RESOURCE): the guests of a
+    # stack without `realtime` (the TCG stacks) run keepalived as they always did.
+    limits = (f"\nLimitRTTIME={rt['soft']}us:{rt['hard']}us\n",
+              "\nCapabilityBoundingSet=~CAP_SYS_RESOURCE\n")
+    for line in limits:
+        assert (line in dropin) == bool(ctx["keepalived"]["realtime"]), (stack, line, dropin)
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     for f in ("passwd", "group"):
