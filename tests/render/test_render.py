@@ -244,6 +244,7 @@ def test_scripts(stack, family, cfg, tmp_path):
                 "scripts/keepalived-remove.sh.j2": kctx,
                 "scripts/keepalived-start.sh.j2": {**kctx, "expect_state": "MASTER",
                                                    "instance_id": "virtual_router_id 51"},
+                "scripts/keepalived-gate-node.sh.j2": kctx,
             })
         for name, c in scripts.items():
             check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
@@ -254,6 +255,7 @@ def test_scripts(stack, family, cfg, tmp_path):
         assert stops == want[host.name], (host.name, stops)
         if host.role == "web":  # included by quiesce, apply, start; checked there, counted here
             r("scripts/keepalived-identity.sh.j2")
+            r("scripts/keepalived-standdown.sh.j2", **kctx)
             r("keepalived/holds-vip.sh.j2", **kctx)
 
 
