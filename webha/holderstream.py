@@ -30,7 +30,6 @@ how late samples arrived.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import signal
 import subprocess
@@ -128,10 +127,8 @@ class HolderStream:
 
     def start(self, warmup: float = 30) -> None:
         for node, prefix in self.argv_for.items():
-            # Its own process group: stop() ends the whole local transport (ssh, or a wrapper).
             proc = subprocess.Popen([*prefix, "--", self.command()], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             self._procs[node] = proc
             thread = threading.Thread(target=self._read, args=(node, proc), daemon=True)
             thread.start()
@@ -154,25 +151,22 @@ class HolderStream:
             return
         self._stopped = time.monotonic()
         for node, proc in self._procs.items():
-            if proc.poll() is not None:
-                self._threads[node].join(timeout=5)
-                self._error(f"{node}: sampler ended before stop() (exit {proc.returncode}): "
-                            f"{self._tail.get(node, '')!r}")
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=5)
-            except ProcessLookupError:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            if proc.returncode not in STOPPED:
-                self._error(f"{node}: sampler exited {proc.returncode}: {self._tail.get(node, '')!r}")
-        for node, thread in self._threads.items():
-            thread.join(timeout=5)
-            if thread.is_alive():
+            ended = proc.poll()  # before stop(): the stream went blind there
+            if ended is None:
+                proc.terminate()  # ssh's end: the remote loop dies on its next write
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            self._threads[node].join(timeout=5)
+            if self._threads[node].is_alive():
                 self._error(f"{node}: sampler output still open 5 s after stop()")
+            tail = self._tail.get(node, "")
+            if ended is not None:
+                self._error(f"{node}: sampler ended before stop() (exit {ended}): {tail!r}")
+            elif proc.returncode not in STOPPED:
+                self._error(f"{node}: sampler exited {proc.returncode}: {tail!r}")
 
     @property
     def samples(self) -> list[Sample]:
