@@ -12,8 +12,8 @@ detector and the drills use.
 
 Times: a sample's time is when the NODE read its addresses, not when the line reached this
 machine. A starved guest's output can arrive 0.2 s late or more; stamped on arrival, a VIP its
-node had already released looked still held while the peer already held it: a false "two
-holders" (CI's test_07). The guests' clocks differ (up to 1 s: no time source reaches them on an
+node had already released looks still held while the peer already holds it: a false "two
+holders" (the suspected cause of CI test_07's 0.18 s and 0.04 s ones). The guests' clocks differ (up to 1 s: no time source reaches them on an
 isolated network), so each node gets an offset, the least of (arrival on this machine's
 monotonic clock - node stamp) over its samples (the least delayed sample, as NTP and
 :mod:`webha.events` do), and a sample's ``t`` is ``stamp + offset``: the reading on this
