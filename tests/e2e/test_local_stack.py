@@ -543,7 +543,7 @@ def test_07_instance_change_rolls_out_with_at_most_one_holder(env, checkout, up)
     (LOGS / "test_07-up.log").write_text(res.stdout + res.stderr)
     REPORT["instance_change"] = {
         "up_s": secs, "max_holders": sampler.max_holders(), "samples": len(sampler.samples),
-        "longest_sample_gap_s": round(sampler.longest_gap(), 2),
+        "longest_sample_gap_s": round(sampler.longest_gap(), 2), "max_sample_delay_s": round(sampler.max_delay(), 2),
         "holder_changes": [[round(t - sampler.samples[0].t, 2), h] for t, h in sampler.holder_changes()],
         "requests": len(records), "failed": sum(not r["ok"] for r in records),
     }
