@@ -607,6 +607,27 @@ def test_09_reboots_rejoin_as_backup(env, checkout, up):
     assert http(env).startswith(f"node={backup}")
 
 
+# The libvirt provider (upstream terraform-provider-libvirt, bridged) reads each cloud-init ISO
+# back from the pool on every refresh; once in the e2e runs of 2026-12-04 that read came back
+# short (README, Known limits). A refresh that fails with exactly this error is run once more,
+# and the REPORT says it happened; any other failure fails the step.
+ISO_READ_FLAKE = "error while retrieving remote ISO: error initializing ISO reader"
+
+
+def refreshing(env, checkout, name, *args):
+    for attempt in (1, 2):
+        res, secs = script(env, checkout, name, *args, check=False)
+        out = res.stdout + res.stderr
+        if res.returncode == 0 or attempt == 2 or ISO_READ_FLAKE not in out:
+            break
+        REPORT.setdefault("iso_read_retries", []).append(
+            [name, *args, next(l.strip() for l in out.splitlines() if ISO_READ_FLAKE in l)[:300]])
+    if res.returncode != 0:
+        pytest.fail(f"{name} {' '.join(args)} -> {res.returncode}\n{res.stdout[-5000:]}\n{res.stderr[-5000:]}",
+                    pytrace=False)
+    return res, secs
+
+
 def test_10_power_off_and_refresh(env, checkout, up):
     execs = nodes(checkout)
     (holder,) = holders(execs)
@@ -615,7 +636,7 @@ def test_10_power_off_and_refresh(env, checkout, up):
     moved = wait(lambda: http(env, timeout=1).startswith(f"node={peer}"), 60, f"VIP answered by {peer}",
                  interval=0.1)
     REPORT["power_off_failover_s"] = moved
-    preview = plocal(env, checkout, "preview", "--refresh", "--diff").stdout
+    preview = refreshing(env, checkout, "pulumi-local.sh", "preview", "--refresh", "--diff")[0].stdout
     assert "running" in preview
     # Failed = an error, or no answer within 2 s. Not 0.5 s as elsewhere: while the powered-off
     # guest boots, its TCG vCPU takes a whole core of this 2-core host and the peer's answers slow
@@ -625,7 +646,7 @@ def test_10_power_off_and_refresh(env, checkout, up):
     sampler = stream(checkout, nodes_=(peer,))
     sampler.start()
     try:
-        _, secs = script(env, checkout, "up-local.sh", "--refresh")
+        _, secs = refreshing(env, checkout, "up-local.sh", "--refresh")
         wait(lambda: state(execs, holder) == "BACKUP", 300, f"{holder} back as BACKUP", interval=2)
         time.sleep(5)
     finally:
