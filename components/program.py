@@ -123,7 +123,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
         for h in cfg.web_hosts
     ]
-    ha = HaPair("ha", cfg, conns, auth_pass, depends_on=webs)
+    ha = HaPair("ha", cfg, conns, auth_pass, host_keys, depends_on=webs)
     steps = [*(s for w in webs for s in (w.app_config, w.web_install)),
              *ha.steps.values(), *ha.starts.values()]
     check = TierCheck(
