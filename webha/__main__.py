@@ -7,8 +7,10 @@ writing the two functions and one line at the bottom.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -183,20 +185,30 @@ def _tier_config(args, tool: str):
     return cfg, pinned
 
 
-def verify_run(args) -> int:
-    import tempfile
+@contextlib.contextmanager
+def _pinned_known_hosts(args, tool: str):
+    """``(cfg, known_hosts path)`` of :func:`_tier_config`, the file in a temporary directory for
+    the block's length; ``None`` when the config could not be read (already said why)."""
+    loaded = _tier_config(args, tool)
+    if loaded is None:
+        yield None
+        return
+    cfg, pinned = loaded
+    with tempfile.TemporaryDirectory(prefix=f"webha-{tool}-") as tmp:
+        kh = Path(tmp) / "known_hosts"
+        kh.write_text(pinned)
+        yield cfg, str(kh)
 
+
+def verify_run(args) -> int:
     from .drill import SshCluster
     from .verify import verify
 
-    loaded = _tier_config(args, "verify")
-    if loaded is None:
-        return 2
-    cfg, pinned = loaded
-    with tempfile.TemporaryDirectory(prefix="webha-verify-") as tmp:
-        kh = Path(tmp) / "known_hosts"
-        kh.write_text(pinned)
-        report = verify(cfg, SshCluster(cfg, known_hosts=str(kh)), deadline=args.deadline)
+    with _pinned_known_hosts(args, "verify") as loaded:
+        if loaded is None:
+            return 2
+        cfg, kh = loaded
+        report = verify(cfg, SshCluster(cfg, known_hosts=kh), deadline=args.deadline)
     print(report.text())
     if not report.ok:
         print("webha verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures), file=sys.stderr)
@@ -212,19 +224,14 @@ def gate_args(p: argparse.ArgumentParser) -> None:
 
 
 def gate_run(args) -> int:
-    import tempfile
-
     from .executor import ssh_executors
     from .rollout_gate import GateError, run_gate
 
-    loaded = _tier_config(args, "rollout-gate")
-    if loaded is None:
-        return 2
-    cfg, pinned = loaded
-    with tempfile.TemporaryDirectory(prefix="webha-gate-") as tmp:
-        kh = Path(tmp) / "known_hosts"
-        kh.write_text(pinned)
-        hosts = ssh_executors(cfg, str(kh), [h.name for h in cfg.web_hosts])
+    with _pinned_known_hosts(args, "rollout-gate") as loaded:
+        if loaded is None:
+            return 2
+        cfg, kh = loaded
+        hosts = ssh_executors(cfg, kh, [h.name for h in cfg.web_hosts])
         try:
             print("rollout gate: " + run_gate(cfg, hosts, deadline=args.deadline,
                                               log=lambda m: print(m, file=sys.stderr, flush=True)))
