@@ -169,8 +169,11 @@ build_libvirt() {
   : >"$LOGS/libvirt.log"
   # A copy: the generated schema replaces the committed '{}' placeholders the provider embeds.
   rm -rf "$src"; mkdir -p "$BUILD"; cp -R "$SRC/libvirt" "$src"
+  # go-libvirt with webha's fix of its stream reads (toolchain/libvirt/_golibvirt/README.md)
+  run_logged "$LOGS/libvirt.log" "$ROOT/scripts/golibvirt-patched.sh" "$BUILD/go-libvirt"
   (
     cd "$src"
+    run_logged "$LOGS/libvirt.log" "$GO" mod edit -replace "github.com/digitalocean/go-libvirt=$BUILD/go-libvirt"
     run_logged "$LOGS/libvirt.log" "${GO_BUILD[@]}" -ldflags "$ld" -o "$src/pulumi-tfgen-libvirt" ./cmd/pulumi-tfgen-libvirt
     mkdir -p gen
     run_logged "$LOGS/libvirt.log" "$src/pulumi-tfgen-libvirt" schema --out gen
@@ -178,7 +181,7 @@ build_libvirt() {
     run_logged "$LOGS/libvirt.log" "${GO_BUILD[@]}" -ldflags "$ld" -o "$target.tmp" ./cmd/pulumi-resource-libvirt
     cp gen/schema.json "$KEY_DIR/libvirt-schema.json"
   )
-  mv -f "$target.tmp" "$target"; rm -rf "$src"
+  mv -f "$target.tmp" "$target"; rm -rf "$src" "$BUILD/go-libvirt"
   [ "$("$target" -version)" = "$LIBVIRT_VERSION" ] || die "built libvirt provider reports $("$target" -version), want $LIBVIRT_VERSION"
   log "libvirt provider v$LIBVIRT_VERSION built in $(elapsed "$t0")"
 }

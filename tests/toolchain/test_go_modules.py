@@ -9,6 +9,7 @@ of a toolchain build serves these runs too.
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,24 @@ def test_go_test(module):
     r = _run([_go(), "test", "-count=1", "./..."], TOOLCHAIN / module)
     assert r.returncode == 0, f"go test in toolchain/{module}:\n{r.stdout}{r.stderr}"
     assert "\nok " in "\n" + r.stdout, f"toolchain/{module} ran no tests:\n{r.stdout}"
+
+
+def test_patched_go_libvirt(tmp_path):
+    """go-libvirt as the libvirt provider is built with it (scripts/golibvirt-patched.sh: webha's
+    rpc.go, toolchain/libvirt/_golibvirt), vetted and tested in the provider module's graph."""
+    dest = tmp_path / "go-libvirt"
+    r = subprocess.run([str(ROOT / "scripts/golibvirt-patched.sh"), str(dest)],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    module = tmp_path / "provider"
+    module.mkdir()
+    for name in ("go.mod", "go.sum"):
+        shutil.copy(TOOLCHAIN / "libvirt" / name, module / name)
+    pkg = "github.com/digitalocean/go-libvirt"
+    for args in (["mod", "edit", "-replace", f"{pkg}={dest}"], ["vet", pkg], ["test", "-count=1", "-v", pkg]):
+        r = _run([_go(), *args], module)
+        assert r.returncode == 0, f"go {' '.join(args)}:\n{r.stdout}{r.stderr}"
+    assert "--- PASS: TestWebhaDownloadInAnyPacketOrder" in r.stdout, r.stdout
 
 
 def test_build_script_only_orchestrates():
