@@ -21,6 +21,9 @@ Measured per drill:
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,6 +173,63 @@ class LabCluster(Cluster):
         self.lab.start_keepalived(node)
 
 
+# The hypervisor-loss recovery (`up-local.sh --refresh`: hypervisors-up.sh, then `pulumi up
+# --refresh`) takes 10-30 s on this machine; far longer means it hangs.
+RECOVERY_TIMEOUT = 900.0
+
+
+def run_recovery(argv: list[str], timeout: float, grace: float = 30.0, out=None) -> None:
+    """Runs ``argv`` (output to ``out``, default our stderr) in a process group of its own; fails
+    when it exits non-zero or has not finished after ``timeout`` s. Then the whole group ends
+    (SIGTERM: pulumi cancels; after ``grace`` s SIGKILL): killing only the script left its
+    `pulumi up` running, holding the stack's lock and our stderr, so whoever waits for the drill's
+    output waited on it too (the twohv run of 2026-12-04 16:54)."""
+    out = sys.stderr if out is None else out
+    proc = subprocess.Popen(argv, cwd=str(ROOT), stdout=out, stderr=out, start_new_session=True)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        left = end_process_group(proc, grace)
+        raise DrillError(f"recovery `{shlex.join(argv)}` did not finish in {timeout:.0f} s; ended its process group"
+                         f"{' (SIGKILL after ' + format(grace, '.0f') + ' s: the stack may stay locked)' if left else ''}"
+                         ) from None
+    if rc != 0:
+        raise DrillError(f"recovery `{shlex.join(argv)}` exited {rc}")
+
+
+def end_process_group(proc: subprocess.Popen, grace: float) -> bool:
+    """SIGTERM to ``proc``'s process group (its own session), SIGKILL to what is left after
+    ``grace`` s; returns whether anything had to be SIGKILLed. Waits for the group to go."""
+    pgid = proc.pid
+
+    def alive() -> bool:  # a live member: zombies do not count (their parent or init reaps them)
+        proc.poll()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and fields[2] == str(pgid):
+                return True
+        return False
+
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed = alive()
+    if killed:
+        os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    proc.wait()
+    return killed
+
+
 class SshCluster(Cluster):
     """A deployed stack (systemd units ``nginx`` and ``keepalived``), clients on this machine.
 
@@ -195,9 +255,7 @@ class SshCluster(Cluster):
     def restore_hypervisor(self, hv: str) -> None:
         """The host is back: link up, then `pulumi up --refresh` (its output goes to our stderr)."""
         self.hypervisors.restore(hv)
-        res = subprocess.run(self.recover, cwd=str(ROOT), stdout=sys.stderr, stderr=sys.stderr, timeout=900)
-        if res.returncode != 0:
-            raise DrillError(f"recovery `{' '.join(self.recover)}` exited {res.returncode}")
+        run_recovery(self.recover, RECOVERY_TIMEOUT)
 
     def link(self, node: str, up: bool) -> None:
         # Over SSH the link cannot be plugged back from here: the host restores it itself.
