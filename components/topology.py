@@ -33,6 +33,8 @@ class Paths:
     keepalived_pid: str = "/run/keepalived.pid"
     events_log: str = "/var/lib/webha/events.jsonl"
     metrics_dir: str = "/var/lib/prometheus/node-exporter"
+    # Files php-fpm's opcache never caches (templates/php/): the app's database.php.
+    opcache_blacklist: str = "/etc/webha/opcache-blacklist.txt"
 
     def as_dict(self) -> dict:
         return asdict(self)

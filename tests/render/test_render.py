@@ -164,12 +164,20 @@ def test_php(stack, family, cfg, tmp_path):
     host = cfg.web_hosts[0]
     ctx = host_context(cfg, host)
     for name, extra in (("app/application/database.php.j2", {"db_host": str(cfg.db_host.ip), "db_password": FAKE_SECRETS["dbPassword"]}),
-                        ("app/public/index.php.j2", {})):
+                        ("app/public/index.php.j2", {}), ("app/public/order.php.j2", {}),
+                        ("app/application/shop_order.php.j2", {})):
         f = tmp_path / Path(name).name.removesuffix(".j2")
         f.write_text(r(name, **ctx, **extra))
         run(["php", "-l", str(f)])
     out = run(["php", "-r", f"var_export((require '{tmp_path / 'database.php'}')['username']);"]).stdout
     assert out == repr(cfg.database.app_user)
+    # database.php out of php-fpm's opcache (a move switches it): the ini parses, names the
+    # blacklist, and the blacklist names the app's database.php
+    ini = tmp_path / "99-webha.ini"
+    ini.write_text(r("php/opcache-webha.ini.j2", **ctx))
+    out = run(["php", "-r", f"echo parse_ini_file('{ini}')['opcache.blacklist_filename'];"]).stdout
+    assert out == ctx["paths"]["opcache_blacklist"]
+    assert r("php/opcache-blacklist.txt.j2", **ctx).split() == [cfg.app.database_php]
 
 
 @pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
@@ -233,7 +241,9 @@ def test_scripts(stack, family, cfg, tmp_path):
             scripts.update({
                 "scripts/web-install.sh.j2": {**ctx, "staging": "/var/lib/webha/staging/x"},
                 "scripts/web-remove.sh.j2": ctx,
-                "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip)},
+                "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip), "app_phase": "deploy"},
+                "scripts/app-config.sh.j2 before-move": {**ctx, "db_host": "10.1.1.11", "app_phase": "before-move"},
+                "scripts/app-config.sh.j2 switch": {**ctx, "db_host": str(cfg.db_host.ip), "app_phase": "switch"},
                 "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y"},
                 "scripts/keepalived-quiesce.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/q"},
                 "scripts/keepalived-remove.sh.j2": kctx,
@@ -241,7 +251,7 @@ def test_scripts(stack, family, cfg, tmp_path):
                                                    "instance_id": "virtual_router_id 51"},
             })
         for name, c in scripts.items():
-            check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
+            check_shell(r(name.split()[0], **c), tmp_path, f"{host.name}-{name.replace(' ', '-')}")
         # each guest runs only its role's services (the e2e tier checks them on the VMs)
         stops = [l for l in r("scripts/host-prep.sh.j2", **ctx).splitlines() if l.startswith("stop_unused ")]
         want = {"web01": [], "web02": ["stop_unused mariadb.service"],
