@@ -425,3 +425,31 @@ def test_cloud_init_values_stay_strings(name, tmp_path):
     f = tmp_path / "user-data"
     f.write_text(user)
     run([need("cloud-init"), "schema", "--config-file", str(f)])
+
+
+def test_app_config_phases_on_a_real_file(tmp_path):
+    """The app config step as rendered, run with bash and php on files here: before the move it
+    points the app at the source, but never back once database.php reads the target (switched by
+    the move, or a tier deployed before in snapshot mode); the switch points it at the target and
+    leaves an already switched file as it is."""
+    need("php")
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.local.yaml")
+    cfg = cfg.model_copy(update={"app": cfg.app.model_copy(update={"database_php": str(tmp_path / "database.php")})})
+    host = cfg.web_hosts[1]
+    ctx = host_context(cfg, host)
+    source, target = str(cfg.host(cfg.database.source_host).ip), str(cfg.db_host.ip)
+
+    def php_for(ip):
+        return r("app/application/database.php.j2", **ctx, db_host=ip, db_password="pw 'x' $y")
+
+    def step(phase, ip):
+        script = tmp_path / f"app-config-{phase}.sh"
+        script.write_text(r("scripts/app-config.sh.j2", **ctx, db_host=ip, app_phase=phase))
+        return run(["bash", str(script)], input=php_for(ip)).stdout
+
+    f = tmp_path / "database.php"
+    assert "-> 10.1.1.11" in step("before-move", source) and f.read_text() == php_for(source)
+    assert "-> 10.1.1.11" in step("before-move", source)  # a re-run before the move
+    assert "-> 10.1.1.12" in step("switch", target) and f.read_text() == php_for(target)
+    assert "already points at 10.1.1.12" in step("switch", target)
+    assert "left as it is" in step("before-move", source) and f.read_text() == php_for(target)
