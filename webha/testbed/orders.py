@@ -135,8 +135,8 @@ class HttpOrders(AckLog):
     committed; a retry of an order that had committed is acknowledged as ``dup``) or
     ``order_deadline`` s after it was due pass (then it counts as failed). ``workers`` requests
     at most at once: bounded; an order waiting for a free worker waits in its latency (a shop
-    that cannot keep up shows it there), and orders still waiting at :meth:`stop` are not placed
-    (``scheduled`` - ``placed``)."""
+    that cannot keep up shows it there); orders still waiting at :meth:`stop` or past their
+    deadline before a worker took them are not placed (``scheduled`` - ``placed``: shed)."""
 
     def __init__(self, url: str, prefix: str, rate: float = 50, max_seconds: float = 1800,
                  workers: int = 16, timeout: float = 3.0, order_deadline: float = 60.0):
@@ -169,8 +169,8 @@ class HttpOrders(AckLog):
     def _order(self, no: str, due: float) -> None:
         """One order, from its scheduled time ``due`` (a wait for a free worker counts in its
         latency); not placed at all when the client stopped before a worker took it."""
-        if self._stop.is_set():
-            return
+        if self._stop.is_set() or time.time() - due >= self.order_deadline:
+            return  # never sent: not placed (scheduled - placed = shed)
         with self._lock:
             self._placed += 1
         first = due
