@@ -2,10 +2,10 @@
 
 VMs -> host prep -> DB migration -> app config -> nginx -> keepalived (backups before the
 preferred node) -> the tier check (exactly one VIP holder, HTTP through the VIP reads the
-database). Every arrow is an explicit ``depends_on``. ``database.mode: replicate`` (the
-default): VMs -> host prep -> the source ready (seed, binary logging, app user) -> app config
-(on the source) -> nginx -> keepalived -> the move (the shop taking orders) -> every web node
-switched to the target -> the tier check.
+database). Every arrow is an explicit ``depends_on``. ``database.mode: replicate``: VMs ->
+host prep -> the source ready (seed, binary logging, app user) -> app config (on the source) ->
+nginx -> keepalived -> the move (the shop taking orders) -> every web node switched to the
+target -> the tier check.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def test_01b_bad_config_fails_preview_naming_the_field(env, checkout):
 
 
 def test_01c_preview_lists_the_replicate_move(env, checkout):
-    """The default mode's plan at preview, with nothing made: the source's own steps, the move,
+    """Replicate mode's plan at preview, with nothing made: the source's own steps, the move,
     a switch per web node."""
     out = plocal(env, checkout, "preview").stdout
     for step in ("db-source-binlog", "db-source-app", "db-migrate", "web01-app-switch", "web02-app-switch"):
@@ -294,7 +294,7 @@ ORDERS: dict = {}
 
 
 def test_02d_orders_through_the_vip_during_the_move_are_all_on_mysql01(env, checkout, up):
-    """database.mode: replicate (the default): the first `up` brings the web tier up on web01's
+    """database.mode: replicate (the local stack's): the first `up` brings the web tier up on web01's
     database, then moves it to mysql01 while the load above places orders through the VIP. Every
     acknowledged order is on mysql01; orders were acknowledged by the source before the move and
     by mysql01 after it (the move happened under load); every web node's database.php points at
