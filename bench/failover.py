@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.config import parse_config  # noqa: E402
-from webha.drill import INJECTED, LabCluster, run_drill, single_holder  # noqa: E402
+from webha.drill import INJECTED, DrillError, LabCluster, run_drill, single_holder  # noqa: E402
 from webha.testbed import netns  # noqa: E402
 from webha.testbed.lab import HaLab  # noqa: E402
 from webha.stackfile import FAKE_SECRETS, _merge, parse_overrides, read_stack_values  # noqa: E402
@@ -60,6 +60,8 @@ DEV = ROOT / "stacks" / "Pulumi.dev.yaml"
 SCENARIOS = ("nginx-kill", "keepalived-kill", "link-down")
 # Its own lab prefix: a long benchmark is not in the way of the lab tier's stale-lab cleanups.
 PREFIX_BASE = "whb"
+# Runs made void because an event reader had died (kept in the JSON report with its log).
+READER_RESTARTS: list = []
 REPORT = Path(os.environ.get("WEBHA_CACHE", Path.home() / ".cache" / "webha")) / "reports"
 
 
@@ -213,12 +215,13 @@ def _bench_lab(lab, name, cfg, scenarios, runs, rng, observe, quiet) -> dict:
     print(f"[{name}] lab {lab.prefix}: {describe(lab.cfg)}", flush=True)
     for note in lab.adjustments:
         print(f"[{name}] lab adjustment: {note}", flush=True)
+    restarts: list = []
     for scen in scenarios:
         rows = []
         for i in range(runs):
             _, idle_from = stable(cluster, quiet)
             lead = 0.5 + rng.uniform(0, cycle(cfg))
-            res = run_drill(cluster, scen, observe=observe, lead=lead)
+            res = _drill_with_reader(lab, cluster, scen, observe, lead, name, restarts)
             false = transitions(cluster, idle_from, res.fault_at)
             row = {
                 "run": i + 1, "lead_s": round(lead, 4), "before": res.before,
@@ -236,7 +239,28 @@ def _bench_lab(lab, name, cfg, scenarios, runs, rng, observe, quiet) -> dict:
                   f"failed {res.failed}/{res.sent} flaps {res.flaps} idle-transitions {len(false)}"
                   + (f" FAILED: {'; '.join(row['verdict'])}" if row["verdict"] else ""), flush=True)
         out[scen] = rows
+    READER_RESTARTS.extend({"settings": name, **r} for r in restarts)
     return out
+
+
+def _drill_with_reader(lab, cluster, scen, observe, lead, name, restarts):
+    """run_drill; a run the drill refused because a node's event reader (webha-events.py) had
+    died is void: the reader's log is kept in the report, the reader restarted, the run
+    repeated (at most 3 times)."""
+    for attempt in range(4):
+        try:
+            return run_drill(cluster, scen, observe=observe, lead=lead)
+        except DrillError as exc:
+            if "no live reader" not in str(exc) or attempt == 3:
+                raise
+            for node in lab.web_names:
+                if not os.path.exists(f"{lab.paths(node).state_dir}/events.now.json"):
+                    log = lab.log(node, "webha-events.log")[-3000:]
+                    restarts.append({"scenario": scen, "node": node, "error": str(exc), "log": log})
+                    print(f"[{name}] {scen}: event reader on {node} died, run void, restarted; its log:\n"
+                          f"{log}", flush=True)
+                    lab.start_events(node)
+            stable(cluster, 1.0)
 
 
 def fmt(v) -> str:
@@ -381,6 +405,7 @@ def main() -> int:
         "settings": {n: describe(c) for n, c in configs.items()},
         "summary": {n: {s: summary(rows) for s, rows in r.items()} for n, r in results.items()},
         "runs_detail": results,
+        "reader_restarts": READER_RESTARTS,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -418,19 +418,21 @@ class VrrpConfig(_Model):
     vip: ipaddress.IPv4Address
     virtual_router_id: int = 51
     version: Literal[2, 3] = 3
-    # 0.2 s: a silent death is noticed after 3 x 0.2 + skew = 0.72 s. 0.1 s (0.36 s) flapped
-    # under stress without a real-time VRRP process (bench/soak.py, README Figures).
-    advert_int: Decimal = Decimal("0.2")
+    # 0.1 s: a silent death is noticed after 3 x 0.1 + skew = 0.36 s. Holds under stress only
+    # with the real-time VRRP process (``realtime``); without it 0.1 s flapped (bench/soak.py,
+    # README Figures), 0.2 s held.
+    advert_int: Decimal = Decimal("0.1")
     preempt: bool = False
     preempt_delay: Optional[int] = Field(default=None, ge=0, le=1000)
     unicast: bool = True
     strict: bool = False
     auth_type: Literal["none", "PASS"] = "none"
     garp_master_delay: int = Field(default=1, ge=0, le=255)
-    # keepalived's VRRP process on SCHED_RR (vrrp_rt_priority). Off: keepalived 2.2.7 SIGKILLs
-    # its real-time VRRP process on every reload (RLIMIT_RTTIME) and the VIP moves (lab test).
+    # keepalived's VRRP process on SCHED_RR (vrrp_rt_priority), its CPU limit (RLIMIT_RTTIME)
+    # set by keepalived.service, never by keepalived: keepalived resets its own to 0 on a reload
+    # and the kernel killed the VRRP process (templates/keepalived/systemd-override.conf.j2).
     # Its memory is always locked (vrrp_no_swap).
-    realtime: bool = False
+    realtime: bool = True
     health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
 
     @field_validator("virtual_router_id")

@@ -135,7 +135,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         ]
         # On the web nodes' steps, not the components: the switch (a later child of each
         # WebNode) comes after keepalived.
-        ha = HaPair("ha", cfg, conns, auth_pass, depends_on=[w.web_install for w in webs])
+        ha = HaPair("ha", cfg, conns, auth_pass, host_keys, depends_on=[w.web_install for w in webs])
         moved = migration.move(depends_on=ha.last)
         switches = [w.switch(depends_on=moved) for w in webs]
         last = [*ha.last, *switches]
@@ -144,7 +144,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
             WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
             for h in cfg.web_hosts
         ]
-        ha = HaPair("ha", cfg, conns, auth_pass, depends_on=webs)
+        ha = HaPair("ha", cfg, conns, auth_pass, host_keys, depends_on=webs)
         switches = []
         last = ha.last
     steps = [*(s for w in webs for s in (w.app_config, w.web_install)), *switches,

@@ -35,6 +35,8 @@ class Paths:
     metrics_dir: str = "/var/lib/prometheus/node-exporter"
     # Files php-fpm's opcache never caches (templates/php/): the app's database.php.
     opcache_blacklist: str = "/etc/webha/opcache-blacklist.txt"
+    # sshd's host keys (templates/scripts/host-key-install.sh.j2); the lab test of a rotation moves them.
+    ssh_dir: str = "/etc/ssh"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +127,10 @@ def host_context(cfg: StackConfig, host: HostConfig, paths: Optional[Paths] = No
     return ctx
 
 
+RTTIME_SOFT_US = 5000
+RTTIME_HARD_US = 10000
+
+
 def keepalived_context(
     cfg: StackConfig,
     node_name: str,
@@ -150,6 +156,15 @@ def keepalived_context(
         "auth_type": v.auth_type,
         "garp_master_delay": v.garp_master_delay,
         "realtime": v.realtime,
+        # RLIMIT_RTTIME of keepalived (us of CPU a real-time process may use without blocking):
+        # set by its service manager (systemd LimitRTTIME; the lab: prlimit), never by keepalived.
+        # keepalived's own (vrrp_rlimit_rttime) is reset on every reload to a never-initialised
+        # {0, 0} (process.c: reset_process_priorities, orig_rlimit_rt) and a process without
+        # CAP_SYS_RESOURCE cannot raise it again: SIGKILL at the next tick that finds the VRRP
+        # process running. So keepalived runs without CAP_SYS_RESOURCE and asks for more than
+        # the hard limit: its setrlimit fails (EPERM, logged as "child process cannot set realtime
+        # rlimit") and it never touches the limit. 5/10 ms = keepalived's own default.
+        "rttime": {"soft": RTTIME_SOFT_US, "hard": RTTIME_HARD_US, "keepalived": 2 * RTTIME_HARD_US},
         "check": {
             "interval": format(hc.interval.normalize(), "f"),
             "timeout": format(hc.timeout.normalize(), "f"),

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import shlex
+import sys
+
 import pulumi
-from pulumi_command import remote
+from pulumi_command import local, remote
 
 from .config import StackConfig
 from .remote import RemoteStep, staging_dir
-from .render import render
+from .render import digest, render
+from .tiercheck import ROOT, check_spec
 from .topology import host_context, keepalived_context, vrrp_nodes
 
 
@@ -92,8 +96,8 @@ class WebNode(pulumi.ComponentResource):
 
 
 class HaPair(pulumi.ComponentResource):
-    """keepalived on every web node: quiesce (all nodes), configs and reloads backups first, the
-    preferred node last; the first start the other way round, and the rejoin after a changed
+    """keepalived on every web node: quiesce (all nodes), the rollout gate (the whole tier at once),
+    configs and reloads backups first, the preferred node last; the first start the other way round, and the rejoin after a changed
     VRRP instance.
 
     keepalived.conf is a visible file (its changed lines show in ``pulumi preview --diff``); only
@@ -106,6 +110,7 @@ class HaPair(pulumi.ComponentResource):
         cfg: StackConfig,
         conns: dict[str, remote.ConnectionArgs],
         auth_pass: Optional[pulumi.Output[str]],
+        host_keys: dict[str, str],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
@@ -133,7 +138,22 @@ class HaPair(pulumi.ComponentResource):
                 depends_on=list(depends_on),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        previous = [*depends_on, *self.quiesce.values()]
+        # Then one look at the whole tier (webha/rollout_gate.py): the VIP may have moved while the
+        # quiesce steps ran one node at a time; whatever still runs next to the holder stops now.
+        spec = check_spec(cfg, host_keys)
+        self.gate = local.Command(
+            "keepalived-rollout-gate",
+            create=shlex.join([sys.executable, "-m", "webha", "rollout-gate", "--config-json", "-"]),
+            stdin=spec,
+            dir=str(ROOT),
+            environment={
+                # Re-run whenever a quiesce step re-runs: its files, or the password (a secret).
+                "WEBHA_GATE_DIGEST": digest(spec + "".join(q.digest for q in self.quiesce.values())),
+                "WEBHA_GATE_SECRETS": pulumi.Output.secret(auth_file.apply(digest)),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *self.quiesce.values()]),
+        )
+        previous = [*depends_on, *self.quiesce.values(), self.gate]
 
         for node in reversed(nodes):  # lowest priority first
             ctx = keepalived_context(cfg, node.name)
@@ -151,7 +171,7 @@ class HaPair(pulumi.ComponentResource):
                 depends_on=previous,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            previous = [*depends_on, *self.quiesce.values(), self.steps[node.name]]
+            previous = [*depends_on, *self.quiesce.values(), self.gate, self.steps[node.name]]
         # Start, preferred node first (see keepalived-start.sh.j2). Its text names the instance
         # and its stdin carries the password, so a changed instance re-runs it; nothing else does.
         self.starts: dict[str, RemoteStep] = {}

@@ -7,8 +7,10 @@ writing the two functions and one line at the bottom.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -156,15 +158,13 @@ def verify_args(p: argparse.ArgumentParser) -> None:
                    help="retry the checks until they pass or this many seconds passed (default 30)")
 
 
-def verify_run(args) -> int:
-    import tempfile
-
+def _tier_config(args, tool: str):
+    """The stack config a tier-side command reads (``--config-json``, as the tier check passes it)
+    and the known_hosts text made from its pinned public host keys; None after saying why."""
     from components.config import ConfigError
     from components.hostkeys import HostKeyError, known_hosts_lines
     from components.tiercheck import HOST_KEYS_FIELD
-    from .drill import SshCluster
     from .stackfile import config_from_dump
-    from .verify import verify
 
     try:
         text = sys.stdin.read() if args.config_json == "-" else Path(args.config_json).read_text()
@@ -176,16 +176,65 @@ def verify_run(args) -> int:
             raise ConfigError(f"{HOST_KEYS_FIELD}: no public host key for {', '.join(missing)}")
         pinned = known_hosts_lines(([str(cfg.host(n).ip)], keys[n]) for n in sorted(keys))
     except (OSError, ValueError, ConfigError, HostKeyError) as exc:  # JSONDecodeError, ConfigError are ValueErrors
-        print(f"webha verify: cannot read the stack config from {args.config_json}: {exc}", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="webha-verify-") as tmp:
+        print(f"webha {tool}: cannot read the stack config from {args.config_json}: {exc}", file=sys.stderr)
+        return None
+    return cfg, pinned
+
+
+@contextlib.contextmanager
+def _pinned_known_hosts(args, tool: str):
+    """``(cfg, known_hosts path)`` of :func:`_tier_config`, the file in a temporary directory for
+    the block's length; ``None`` when the config could not be read (already said why)."""
+    loaded = _tier_config(args, tool)
+    if loaded is None:
+        yield None
+        return
+    cfg, pinned = loaded
+    with tempfile.TemporaryDirectory(prefix=f"webha-{tool}-") as tmp:
         kh = Path(tmp) / "known_hosts"
         kh.write_text(pinned)
-        report = verify(cfg, SshCluster(cfg, known_hosts=str(kh)), deadline=args.deadline)
+        yield cfg, str(kh)
+
+
+def verify_run(args) -> int:
+    from .drill import SshCluster
+    from .verify import verify
+
+    with _pinned_known_hosts(args, "verify") as loaded:
+        if loaded is None:
+            return 2
+        cfg, kh = loaded
+        report = verify(cfg, SshCluster(cfg, known_hosts=kh), deadline=args.deadline)
     print(report.text())
     if not report.ok:
         print("webha verify: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures), file=sys.stderr)
     return 0 if report.ok else 1
+
+
+# --------------------------------------------------------------------------- rollout-gate
+def gate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-json", required=True, metavar="FILE_OR_-",
+                   help="as for verify (the stack config without secrets, plus the public host keys)")
+    p.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS",
+                   help="keep looking until the tier may take the change, at most this long (default 120)")
+
+
+def gate_run(args) -> int:
+    from .executor import ssh_executors
+    from .rollout_gate import GateError, run_gate
+
+    with _pinned_known_hosts(args, "rollout-gate") as loaded:
+        if loaded is None:
+            return 2
+        cfg, kh = loaded
+        hosts = ssh_executors(cfg, kh, [h.name for h in cfg.web_hosts])
+        try:
+            print("rollout gate: " + run_gate(cfg, hosts, deadline=args.deadline,
+                                              log=lambda m: print(m, file=sys.stderr, flush=True)))
+        except GateError as exc:
+            print(f"webha rollout-gate: the VRRP instance change is not applied: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 # --------------------------------------------------------------------------- lab
@@ -248,6 +297,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "splitbrain": ("is the VIP on more than one node, and why", splitbrain_args, splitbrain_run),
     "lab": ("namespace lab with real keepalived and nginx", lab_args, lab_run),
     "verify": ("is the deployed tier healthy (the post-condition of pulumi up)", verify_args, verify_run),
+    "rollout-gate": ("before a VRRP instance change: one holder, nothing else running (pulumi up runs it)",
+                     gate_args, gate_run),
     "dns": ("the stack's dns output as octoDNS/BIND/external-dns/PowerDNS records", dns_args, dns_run),
 }
 

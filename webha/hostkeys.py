@@ -14,7 +14,9 @@
    engine hands the previous stdout over as ``PULUMI_COMMAND_STDOUT``). Any other key fails at once,
    naming the host; nothing has been sent;
 2. run the install script (templates/scripts/host-key-install.sh.j2) with the key on stdin: it
-   checks the key and sshd's config before it replaces the old key, then reloads sshd;
+   checks the key and sshd's config before it replaces the old key, reloads sshd and waits until
+   sshd answers with the new key (it does not listen while it re-executes). A failure names the
+   failing command with the guest's stderr, never a line of the key;
 3. connect again, trusting the new key only, and print it (the step's stdout).
 
 A failure anywhere leaves the guest on the old or the new key, and both stay pinned until a
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -47,16 +50,39 @@ def _executor(args, known_hosts: str) -> SshExecutor:
     return SshExecutor(args.name, args.ip, args.identity, args.user, args.port).pin(known_hosts)
 
 
-def _run_pinned(args, pins: list[str], argv: list[str], stdin: str | None, deadline: float):
+def _redact(text: str, secret: str | None) -> str:
+    """``text`` without any line of ``secret`` (the private key on stdin): what goes into an error
+    message is the guest's output, and nothing there may quote the key."""
+    for line in (secret or "").splitlines():
+        line = line.strip()
+        if len(line) >= 8 and not line.startswith("-----"):
+            text = text.replace(line, "[private key]")
+    return text
+
+
+def _failure(args, what: str, res, secret: str | None) -> str:
+    """Why a command on the guest failed: its exit status, stderr and the end of stdout (the
+    install script names its failing command on stderr), never empty, never the key."""
+    err, out = (res.stderr or "").strip(), (res.stdout or "").strip()
+    parts = [f"stderr: {err[-2000:]}" if err else "no stderr"]
+    if out:
+        parts.append(f"stdout: {out[-1000:]}")
+    elif not err:
+        parts.append("no stdout")
+    return _redact(f"[{args.name}] {what} on the guest -> exit {res.returncode}; {'; '.join(parts)}", secret)
+
+
+def _run_pinned(args, pins: list[str], argv: list[str], stdin: str | None, deadline: float,
+                what: str | None = None, timeout: float = 60):
     """Run ``argv`` on the host, trusting only ``pins``; retried while the guest does not answer
-    (a booting TCG guest), never after a wrong key."""
+    (a booting TCG guest), never after a wrong key. ``what`` names the command in errors."""
     with tempfile.TemporaryDirectory(prefix="webha-hostkey-") as tmp:
         kh = Path(tmp) / "known_hosts"
         kh.write_text(known_hosts_lines(([args.ip], p) for p in pins))
         ex = _executor(args, str(kh))
         while True:
             try:
-                res = ex.run(argv, timeout=60, input=stdin)
+                res = ex.run(argv, timeout=timeout, input=stdin)
             except ExecError as exc:  # ssh itself failed (exit 255) or timed out: not the command
                 if MISMATCH in str(exc):
                     raise HostKeyMismatch(
@@ -64,11 +90,10 @@ def _run_pinned(args, pins: list[str], argv: list[str], stdin: str | None, deadl
                         f"({' or '.join(fingerprint(p) for p in pins)}); nothing was sent. "
                         f"ssh: {exc}") from None
                 if time.monotonic() > deadline:
-                    raise
+                    raise ExecError(_redact(str(exc), stdin)) from None
             else:
                 if res.returncode != 0:
-                    raise ExecError(f"[{args.name}] {argv[0]} on the guest -> {res.returncode}: "
-                                    f"{(res.stderr or res.stdout).strip()}")
+                    raise ExecError(_failure(args, what or shlex.join(argv), res, stdin))
                 return res
             time.sleep(5)
 
@@ -89,7 +114,9 @@ def install(args) -> int:
     pins = [new] + ([prev] if prev.startswith("ssh-ed25519 ") and prev != new else [])
     deadline = time.monotonic() + args.wait
     try:
-        res = _run_pinned(args, pins, ["bash", "-c", script], private, deadline)
+        # the script waits up to 90 s for sshd's reload (TCG guests are slow): room for it
+        res = _run_pinned(args, pins, ["bash", "-c", script], private, deadline,
+                          what="the install script (templates/scripts/host-key-install.sh.j2)", timeout=180)
         print(res.stdout.strip(), file=sys.stderr)
         _run_pinned(args, [new], ["true"], None, time.monotonic() + 60)
     except (HostKeyMismatch, ExecError) as exc:

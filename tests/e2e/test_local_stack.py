@@ -191,10 +191,15 @@ class Poller:
         return [r for r in records if "t" in r]  # not the start/stop lines
 
 
-def stream(checkout) -> HolderStream:
+def stream(checkout, nodes_=WEB) -> HolderStream:
     execs = nodes(checkout)
-    return HolderStream({n: execs[n].ssh_argv() for n in WEB}, "eth0",
+    return HolderStream({n: execs[n].ssh_argv() for n in nodes_}, "eth0",
                         lambda text: output_holds_vip(text, VIP), period=0.1)
+
+
+def p99(values) -> float | None:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(0.99 * len(values)))], 3) if values else None
 
 
 @pytest.fixture
@@ -203,6 +208,34 @@ def up(env):
     if not REPORT.get("up_ok"):
         pytest.fail("scripts/up-local.sh did not succeed (see test_02_up); not contacting guests",
                     pytrace=False)
+
+
+LOGS = CACHE / "reports" / "e2e-logs"
+
+
+@pytest.fixture(autouse=True)
+def guest_logs_on_failure(request):
+    """A failed step on the guests leaves their side behind: keepalived's and the event reader's
+    journal and the VRRP event log of each web node since the test began, in ``LOGS``. (CI's
+    machine keeps ``$WEBHA_CACHE``; the guests are destroyed at the end of the tier.)"""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 5))
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed or not REPORT.get("up_ok") or "checkout" not in request.fixturenames:
+        return
+    execs = nodes(request.getfixturevalue("checkout"))
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for name in WEB:
+        parts = []
+        for argv in (["journalctl", "--utc", "-o", "short-precise", "--no-pager", "--since", since,
+                      "-u", "keepalived", "-u", "webha-events", "-u", "nginx"],
+                     ["tail", "-n", "400", "/var/lib/webha/events.jsonl"]):
+            try:
+                res = execs[name].run(argv, timeout=60)
+                parts.append(f"$ {' '.join(argv)}  (exit {res.returncode})\n{res.stdout}{res.stderr}")
+            except Exception as exc:  # a powered-off node: say so, keep the others
+                parts.append(f"$ {' '.join(argv)}: {type(exc).__name__}: {exc}")
+        (LOGS / f"{request.node.name}-{name}.log").write_text("\n".join(parts))
 
 
 def test_01_preview_has_no_side_effects(env, checkout):
@@ -546,9 +579,10 @@ def test_06_preview_diff_shows_the_changed_line_and_no_secret(env, checkout, up)
     secrets = secret_values(env, checkout)
     assert not [k for k, v in secrets.items() if v in diff]
     changed = changed_steps(env, checkout)
-    # The keepalived steps and the tier check: no VM, no migration, no app step. (With VRRPv2,
-    # as in this stack, advert_int is part of the instance: the backup stops and rejoins.)
-    assert all(n.startswith(("web01-keepalived", "web02-keepalived", "tier-check")) for n in changed), changed
+    # The keepalived steps, the rollout gate and the tier check: no VM, no migration, no app step.
+    # (With VRRPv2, as in this stack, advert_int is part of the instance: the backup stops and rejoins.)
+    assert all(n.startswith(("web01-keepalived", "web02-keepalived", "keepalived-rollout-gate", "tier-check"))
+               for n in changed), changed
     sampler = stream(checkout)
     sampler.start()
     try:
@@ -566,6 +600,38 @@ def test_06_preview_diff_shows_the_changed_line_and_no_secret(env, checkout, up)
     assert holders(execs) == before, "a config change must not move the VIP"
 
 
+def test_06b_rollout_gate_stands_down_what_runs_next_to_the_holder(env, checkout, up):
+    """The race CI hit, set up by hand: an instance change marked on both nodes and both still
+    running (each quiesce saw itself as the holder at its own moment). The gate, on the real
+    guests, stops the node that does not hold the VIP and passes; the holder keeps the VIP."""
+    from webha.rollout_gate import run_gate
+    from webha.stackfile import load_stack_file
+
+    execs = nodes(checkout)
+    (holder,) = holders(execs)
+    peer = next(n for n in WEB if n != holder)
+    cfg = load_stack_file(checkout / "stacks" / "Pulumi.local.yaml")
+    for name in WEB:
+        execs[name].run(["touch", "/run/webha/keepalived.change"], timeout=20, check=True)
+    said: list[str] = []
+    try:
+        t0 = time.monotonic()
+        verdict = run_gate(cfg, {n: execs[n] for n in WEB}, deadline=120, log=said.append)
+        REPORT["rollout_gate"] = {"s": round(time.monotonic() - t0, 1), "said": said, "verdict": verdict}
+        assert f"{holder} holds the VIP and is the only node running keepalived" in verdict, REPORT["rollout_gate"]
+        assert any(f"{peer} runs keepalived next to the holder {holder}" in m for m in said), said
+        assert execs[peer].run(["systemctl", "is-active", "keepalived"], timeout=20).stdout.strip() != "active"
+        assert holders(execs) == [holder]
+    finally:  # back to the deployed state: both running, no markers, the holder unchanged
+        for name in WEB:
+            execs[name].run(["rm", "-f", "/run/webha/keepalived.change", "/run/webha/keepalived.rejoin"],
+                            timeout=20, check=True)
+        execs[peer].run(["systemctl", "start", "keepalived"], timeout=60, check=True)
+        wait(lambda: state(execs, peer) == "BACKUP", 60, f"{peer} back as BACKUP", interval=1)
+    time.sleep(5)
+    assert holders(execs) == [holder]
+
+
 def test_07_instance_change_rolls_out_with_at_most_one_holder(env, checkout, up):
     """virtual_router_id and the VRRP password change together; holders sampled all along."""
     execs = nodes(checkout)
@@ -575,17 +641,21 @@ def test_07_instance_change_rolls_out_with_at_most_one_holder(env, checkout, up)
     sampler.start()
     poller = Poller(env)
     try:
-        _, secs = script(env, checkout, "up-local.sh")
+        res, secs = script(env, checkout, "up-local.sh")
     finally:
         records = poller.stop()
         sampler.stop()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / "test_07-up.log").write_text(res.stdout + res.stderr)
     REPORT["instance_change"] = {
         "up_s": secs, "max_holders": sampler.max_holders(), "samples": len(sampler.samples),
-        "longest_sample_gap_s": round(sampler.longest_gap(), 2),
+        "longest_sample_gap_s": round(sampler.longest_gap(), 2), "max_sample_delay_s": round(sampler.max_delay(), 2),
         "holder_changes": [[round(t - sampler.samples[0].t, 2), h] for t, h in sampler.holder_changes()],
         "requests": len(records), "failed": sum(not r["ok"] for r in records),
     }
     assert not sampler.errors, sampler.errors
+    assert "is the only node running keepalived: the change may go on" in res.stdout + res.stderr, \
+        "the rollout gate ran and passed"
     assert sampler.longest_gap() < 2.0, REPORT["instance_change"]
     assert sampler.max_holders() <= 1, REPORT["instance_change"]
     assert len(holders(execs)) == 1
@@ -643,6 +713,27 @@ def test_09_reboots_rejoin_as_backup(env, checkout, up):
     assert http(env).startswith(f"node={backup}")
 
 
+# The libvirt provider (upstream terraform-provider-libvirt, bridged) reads each cloud-init ISO
+# back from the pool on every refresh; once in the e2e runs of 2026-12-04 that read came back
+# short (README, Known limits). A refresh that fails with exactly this error is run once more,
+# and the REPORT says it happened; any other failure fails the step.
+ISO_READ_FLAKE = "error while retrieving remote ISO: error initializing ISO reader"
+
+
+def refreshing(env, checkout, name, *args):
+    for attempt in (1, 2):
+        res, secs = script(env, checkout, name, *args, check=False)
+        out = res.stdout + res.stderr
+        if res.returncode == 0 or attempt == 2 or ISO_READ_FLAKE not in out:
+            break
+        REPORT.setdefault("iso_read_retries", []).append(
+            [name, *args, next(l.strip() for l in out.splitlines() if ISO_READ_FLAKE in l)[:300]])
+    if res.returncode != 0:
+        pytest.fail(f"{name} {' '.join(args)} -> {res.returncode}\n{res.stdout[-5000:]}\n{res.stderr[-5000:]}",
+                    pytrace=False)
+    return res, secs
+
+
 def test_10_power_off_and_refresh(env, checkout, up):
     execs = nodes(checkout)
     (holder,) = holders(execs)
@@ -651,19 +742,34 @@ def test_10_power_off_and_refresh(env, checkout, up):
     moved = wait(lambda: http(env, timeout=1).startswith(f"node={peer}"), 60, f"VIP answered by {peer}",
                  interval=0.1)
     REPORT["power_off_failover_s"] = moved
-    preview = plocal(env, checkout, "preview", "--refresh", "--diff").stdout
+    preview = refreshing(env, checkout, "pulumi-local.sh", "preview", "--refresh", "--diff")[0].stdout
     assert "running" in preview
-    poller = Poller(env)
+    # Failed = an error, or no answer within 2 s. Not 0.5 s as elsewhere: while the powered-off
+    # guest boots, its TCG vCPU takes a whole core of this 2-core host and the peer's answers slow
+    # down (CI: one answer between 0.5 and 2 s, at the 14.8th s of the refresh). Whether the rejoin
+    # moved the VIP is asked directly instead: the peer's addresses are sampled throughout.
+    poller = Poller(env, timeout=2.0)
+    sampler = stream(checkout, nodes_=(peer,))
+    sampler.start()
     try:
-        _, secs = script(env, checkout, "up-local.sh", "--refresh")
+        _, secs = refreshing(env, checkout, "up-local.sh", "--refresh")
         wait(lambda: state(execs, holder) == "BACKUP", 300, f"{holder} back as BACKUP", interval=2)
         time.sleep(5)
     finally:
         records = poller.stop()
+        sampler.stop()
     failed = [r for r in records if not r["ok"]]
     REPORT["power_off"] = {"failover_s": moved, "refresh_up_s": secs, "requests": len(records),
-                           "failed": len(failed), "failed_at": [round(r["t"] - records[0]["t"], 2) for r in failed]}
+                           "failed": len(failed),
+                           "failed_at": [[round(r["t"] - records[0]["t"], 2), round(r["d"] - r["t"], 2), r["err"]]
+                                         for r in failed],
+                           "latency_p99_s": p99([r["d"] - r["t"] for r in records if r["ok"]]),
+                           "peer_samples": len(sampler.samples),
+                           "peer_lost_vip": [round(t - sampler.samples[0].t, 2) for t, h in sampler.holder_changes()
+                                             if not h]}
     assert holders(execs) == [peer], "the restored node rejoins as BACKUP; the VIP stays"
+    assert not sampler.errors, sampler.errors
+    assert REPORT["power_off"]["peer_lost_vip"] == [], REPORT["power_off"]
     assert not failed, REPORT["power_off"]
 
 
@@ -674,10 +780,6 @@ def rotate(env, checkout, host) -> str:
     return new
 
 
-ROTATION_FAILED = ("failed in the integrated e2e run of 2026-11-25 (rotation of web02's host key, then the hand-replaced key left web02 unreachable for destroy): README Known limits, issue 15")
-
-
-@pytest.mark.skip(reason=ROTATION_FAILED)
 def test_10b_rotating_a_host_key(env, checkout, up):
     """A config change rotates web02's key: the guest answers with the new key, the old pin fails."""
     old_known = STATE / "known_hosts.before-rotation"
@@ -701,7 +803,6 @@ def test_10b_rotating_a_host_key(env, checkout, up):
     assert changed_steps(env, checkout) == []
 
 
-@pytest.mark.skip(reason=ROTATION_FAILED)
 def test_10c_a_guest_with_another_key_stops_the_up_naming_it(env, checkout, up):
     """web02's key replaced by hand: the operator tools refuse it, and the next `up` that rotates
     web02 fails in the host key step (before any remote command), naming web02; restoring the

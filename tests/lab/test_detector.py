@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from components.topology import RTTIME_HARD_US, RTTIME_SOFT_US
 from tests.lab.test_failover import one_holder
 from webha.drill import LabCluster
 
@@ -58,10 +59,6 @@ def test_without_the_tracked_file_the_slow_check_alone_does_not_move_it(make_lab
     assert "FAULT" not in lab.log("web01")
 
 
-def _vrrp_child(lab, node: str) -> str:
-    return Path(lab.layouts[node].vrrp_pid).read_text().strip()
-
-
 @pytest.mark.parametrize("realtime", [True, False], ids=["realtime", "normal"])
 def test_vrrp_process_scheduling_and_locked_memory(make_lab, realtime):
     """vrrp_no_swap (always) and vrrp_rt_priority (``realtime``) reach the kernel: locked memory
@@ -69,7 +66,7 @@ def test_vrrp_process_scheduling_and_locked_memory(make_lab, realtime):
     lab = make_lab({"vrrp": {"realtime": realtime}})
     lab.wait_single_holder(10)
     for node in lab.web_names:
-        pid = _vrrp_child(lab, node)
+        pid = lab.vrrp_pid(node)
         policy = lab.hosts[node].run(["chrt", "-p", pid], check=True).stdout
         status = lab.hosts[node].run(["cat", f"/proc/{pid}/status"], check=True).stdout
         locked = int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmLck:")))
@@ -80,19 +77,36 @@ def test_vrrp_process_scheduling_and_locked_memory(make_lab, realtime):
             assert "SCHED_OTHER" in policy, policy
 
 
-def test_reload_keeps_the_holder_and_the_vrrp_process(make_lab):
-    """Why ``realtime`` is off by default: `pulumi up` reloads keepalived (SIGHUP) on a config
-    change, and keepalived 2.2.7 SIGKILLs its SCHED_RR VRRP process during the reload ("has
-    rlimit_rttime been exceeded?", also with vrrp_rlimit_rttime 1 s); the new one starts as
-    BACKUP and the VIP moves. With the defaults, five reloads change nothing."""
-    lab = make_lab(fast=False)  # the dev stack as it is: the defaults, 0.2 s adverts
+def _rttime(lab, node: str, pid: str) -> tuple[str, str]:
+    """RLIMIT_RTTIME (soft, hard) of a process, as /proc shows it ("unlimited" or us)."""
+    limits = lab.hosts[node].run(["cat", f"/proc/{pid}/limits"], check=True).stdout
+    line = next(l for l in limits.splitlines() if l.startswith("Max realtime timeout"))
+    soft, hard = line.split()[3:5]
+    return soft, hard
+
+
+@pytest.mark.parametrize("realtime", [True, False], ids=["realtime", "normal"])
+def test_reload_keeps_the_holder_and_the_vrrp_process(make_lab, realtime):
+    """`pulumi up` reloads keepalived (SIGHUP) on a config change. keepalived resets its own
+    RLIMIT_RTTIME on a reload to {0, 0} and, without CAP_SYS_RESOURCE, cannot raise it again:
+    the kernel then SIGKILLs the SCHED_RR VRRP process the first time a tick finds it running,
+    the new one starts as BACKUP and the VIP moves. So the limit is set by keepalived's service
+    manager and keepalived cannot touch it (systemd-override.conf.j2). Five reloads change
+    nothing: same VRRP process, same holder, the same limit, still SCHED_RR."""
+    lab = make_lab({"vrrp": {"realtime": realtime}}, fast=False)  # the dev stack, 0.2 s adverts
     one_holder(lab, "web01", settle=1.0)
-    before = {n: _vrrp_child(lab, n) for n in lab.web_names}
+    before = {n: lab.vrrp_pid(n) for n in lab.web_names}
+    limit = {n: _rttime(lab, n, pid) for n, pid in before.items()}
     for _ in range(5):
         for node in lab.web_names:
-            lab.hosts[node].run(["sh", "-c", 'kill -HUP "$(cat "$1")"', "sh",
-                                 lab.layouts[node].keepalived_pid], check=True)
+            lab.reload_keepalived(node)
         time.sleep(1.0)
-    assert {n: _vrrp_child(lab, n) for n in lab.web_names} == before
+    assert {n: lab.vrrp_pid(n) for n in lab.web_names} == before
     assert lab.vip_holders() == ["web01"]
-    assert "rlimit_rttime" not in lab.log("web01") + lab.log("web02")
+    assert "rlimit_rttime been exceeded" not in lab.log("web01") + lab.log("web02")
+    for node, pid in before.items():
+        if realtime:  # the drop-in's limit; a normal keepalived's VRRP process is not real-time
+            assert limit[node] == (str(RTTIME_SOFT_US), str(RTTIME_HARD_US)), limit
+        assert _rttime(lab, node, pid) == limit[node], "a reload changed RLIMIT_RTTIME"
+        policy = lab.hosts[node].run(["chrt", "-p", pid], check=True).stdout
+        assert ("SCHED_RR" in policy) is realtime, policy

@@ -48,9 +48,9 @@ def test_1_start_web01_holds_vip_with_dev_stack_as_is(make_lab):
         assert lab.hosts[node].run(["hostname"]).stdout.strip() == node
     # keepalived runs with the rendered config untouched except for paths.
     conf = open(lab.layouts["web01"].keepalived_conf).read()
-    assert "vrrp_version 3" in conf and "advert_int 0.2\n" in conf and "nopreempt" in conf
+    assert "vrrp_version 3" in conf and "advert_int 0.1\n" in conf and "nopreempt" in conf
     assert "auth_type" not in conf and "vrrp_no_swap" in conf and "track_file" in conf
-    assert "vrrp_rt_priority" not in conf
+    assert "vrrp_rt_priority 50\n" in conf and "vrrp_rlimit_rttime " in conf
 
 
 def test_2_nginx_killed_on_web01_moves_vip_to_web02(make_lab):

@@ -119,11 +119,16 @@ def test_keepalived_conf(stack, family, cfg, netns, script_user, tmp_path):
         assert keepalived_test_passed(res.returncode), f"keepalived -t rejected {node.name}: {res.stdout}{res.stderr}"
         assert f"virtual_router_id {cfg.vrrp.virtual_router_id}" in conf.read_text()
         text, hc = conf.read_text(), cfg.vrrp.health_check
-        # keepalived kills the check 1 s after curl's limit: a slow start on a busy node is no
+        # keepalived kills the check 1 s after its answer limit: a slow start on a busy node is no
         # failure (bench/soak.py's first run: every false transition was a killed check).
         assert f"    timeout {hc.timeout + 1}\n" in text
-        assert f"--max-time {hc.timeout} " in (Path(paths.script_dir) / "check_nginx.sh").read_text()
+        assert f"read -r -t {hc.timeout} " in (Path(paths.script_dir) / "check_nginx.sh").read_text()
         assert ("vrrp_rt_priority 50" in text) is cfg.vrrp.realtime
+        # keepalived must ask for more than the hard RLIMIT_RTTIME its unit gives it: its own
+        # setrlimit fails and it never resets the limit to 0 on a reload (tests/lab/test_detector.py).
+        rt = ctx["keepalived"]["rttime"]
+        asked = [int(l.split()[1]) for l in text.splitlines() if l.strip().startswith("vrrp_rlimit_rttime ")]
+        assert asked == ([rt["keepalived"]] if cfg.vrrp.realtime else []) and rt["keepalived"] > rt["hard"]
         assert ("track_file {" in text) is hc.track_file
     shutil.rmtree(tmp_path)
 
@@ -249,6 +254,7 @@ def test_scripts(stack, family, cfg, tmp_path):
                 "scripts/keepalived-remove.sh.j2": kctx,
                 "scripts/keepalived-start.sh.j2": {**kctx, "expect_state": "MASTER",
                                                    "instance_id": "virtual_router_id 51"},
+                "scripts/keepalived-gate-node.sh.j2": kctx,
             })
         for name, c in scripts.items():
             check_shell(r(name.split()[0], **c), tmp_path, f"{host.name}-{name.replace(' ', '-')}")
@@ -259,6 +265,7 @@ def test_scripts(stack, family, cfg, tmp_path):
         assert stops == want[host.name], (host.name, stops)
         if host.role == "web":  # included by quiesce, apply, start; checked there, counted here
             r("scripts/keepalived-identity.sh.j2")
+            r("scripts/keepalived-standdown.sh.j2", **kctx)
             r("keepalived/holds-vip.sh.j2", **kctx)
 
 
@@ -303,6 +310,15 @@ def test_keepalived_systemd_files(stack, family, cfg, script_user, tmp_path):
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
         assert res.returncode == 0 and "Unknown" not in res.stderr, (unit, res.stderr)
+        assert "Failed to parse" not in res.stderr and "Invalid" not in res.stderr, (unit, res.stderr)
+    dropin = (units / "keepalived.service.d" / "webha.conf").read_text()
+    rt = ctx["keepalived"]["rttime"]
+    # Only a real-time keepalived gets its limit (and loses CAP_SYS_RESOURCE): the guests of a
+    # stack without `realtime` (the TCG stacks) run keepalived as they always did.
+    limits = (f"\nLimitRTTIME={rt['soft']}us:{rt['hard']}us\n",
+              "\nCapabilityBoundingSet=~CAP_SYS_RESOURCE\n")
+    for line in limits:
+        assert (line in dropin) == bool(ctx["keepalived"]["realtime"]), (stack, line, dropin)
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     for f in ("passwd", "group"):
@@ -453,3 +469,92 @@ def test_app_config_phases_on_a_real_file(tmp_path):
     assert "-> 10.1.1.12" in step("switch", target) and f.read_text() == php_for(target)
     assert "already points at 10.1.1.12" in step("switch", target)
     assert "left as it is" in step("before-move", source) and f.read_text() == php_for(target)
+
+
+# --------------------------------------------------------------------------- the health check
+class _Health:
+    """nginx's /healthz as the check sees it, on loopback: answers ``status``, or hangs."""
+
+    def __init__(self, status: int | None):
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.paths.append(self.path)
+                if status is None:  # a hung nginx: the connection is accepted, nothing comes back
+                    time.sleep(20)
+                    return
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+
+            def log_message(self, *args):
+                pass
+
+        self.paths: list[str] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+import time  # noqa: E402  (used by the handler above)
+
+
+def _check_script(tmp_path: Path, port: int, pid: str | None) -> Path:
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.local.yaml")
+    ctx = keepalived_context(cfg, "web01", Paths(state_dir=str(tmp_path)))
+    ctx["node"] = {**ctx["node"], "ip": "127.0.0.1"}
+    ctx["app"] = {**ctx["app"], "http_port": port}
+    ctx["paths"] = {**ctx["paths"], "nginx_pid": str(tmp_path / "nginx.pid")}
+    if pid is not None:
+        (tmp_path / "nginx.pid").write_text(pid + "\n")
+    script = tmp_path / "check_nginx.sh"
+    script.write_text(r("keepalived/check_nginx.sh.j2", **ctx))
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("status,pid,ok", [
+    (200, "self", True), (503, "self", False), (None, "self", False),
+    (200, None, False), (200, "999999999", False), ("closed", "self", False),
+], ids=["200", "503", "hung", "no-pidfile", "dead-pid", "port-closed"])
+def test_the_health_check_judges_nginx_by_its_answer(tmp_path, status, pid, ok):
+    """The rendered check_nginx.sh against a real HTTP server on loopback: 0 only for a live
+    nginx pid and a 200 from /healthz; a hung server fails within the check's own timeout."""
+    server = _Health(None if status in (None, "closed") else status)
+    port = server.port
+    if status == "closed":
+        server.close()
+    script = _check_script(tmp_path, port, None if pid is None else (str(os.getpid()) if pid == "self" else pid))
+    t0 = time.monotonic()
+    res = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - t0
+    if status != "closed":
+        server.close()
+    assert (res.returncode == 0) is ok, (res.returncode, res.stderr)
+    if ok:
+        assert server.paths == ["/healthz"]
+    if status is None:
+        assert took < 8  # its own read timeout (2 s here) ended it, not the server (20 s)
+
+
+def test_the_health_check_starts_no_process(tmp_path):
+    """Bash builtins only: on a busy TCG guest every exec (curl and its libraries) cost seconds
+    and made keepalived kill the check (`timed_out`) while nginx was fine."""
+    server = _Health(200)
+    script = _check_script(tmp_path, server.port, str(os.getpid()))
+    trace = tmp_path / "trace"
+    res = subprocess.run([need("strace"), "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork",
+                          "-o", str(trace), str(script)], capture_output=True, text=True, timeout=30)
+    server.close()
+    assert res.returncode == 0, res.stderr
+    calls = [line for line in trace.read_text().splitlines() if "(" in line and "resumed" not in line]
+    assert len([c for c in calls if "execve(" in c]) == 1 and not [c for c in calls if "execve(" not in c], calls

@@ -321,6 +321,25 @@ def test_quiesce_runs_on_every_node_before_any_keepalived_config(graph):
     assert is_secret(mon.raw_input("web01-keepalived-quiesce", "stdin"))
 
 
+def test_the_rollout_gate_sits_between_every_quiesce_and_every_apply(graph):
+    """The whole tier is looked at once (webha/rollout_gate.py) after every node's quiesce and
+    before any node's config: the engine creates the gate after both quiesce steps and each
+    keepalived-apply after the gate. It re-runs with a changed password (a secret input) and
+    carries no secret in its stdin."""
+    _, mocks, _ = graph
+    mon = mocks.monitor
+    gate = "keepalived-rollout-gate"
+    assert mon.requests[gate].type == "command:local:Command"
+    assert {"web01-keepalived-quiesce", "web02-keepalived-quiesce"} <= mon.deps(gate)
+    for apply in ("web01-keepalived", "web02-keepalived"):
+        assert gate in mon.deps(apply), apply
+    assert "rollout-gate" in mon.raw_input(gate, "create")
+    env = mon.raw_input(gate, "environment")
+    assert is_secret(env["WEBHA_GATE_SECRETS"])
+    stdin = mon.raw_input(gate, "stdin")
+    assert isinstance(stdin, str) and not [v for v in FAKE_SECRETS.values() if v in stdin]
+
+
 # --------------------------------------------------------------------------- pinned host keys
 def _public(private: str) -> str:
     from components.hostkeys import public_key

@@ -151,3 +151,21 @@ def test_the_tier_check_refuses_a_spec_without_the_public_keys(tmp_path, keys):
     res = subprocess.run([".venv/bin/python", "-m", "webha", "verify", "--config-json", "-"], cwd=ROOT,
                          input=json.dumps(spec), capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and f"{HOST_KEYS_FIELD}: no public host key for web02" in res.stderr, res.stderr
+
+
+def test_a_failed_command_on_the_guest_is_described_never_empty_never_with_the_key(keys):
+    """The HostKey step's error says what failed, with the guest's stderr and stdout (or that
+    there was none), and never quotes a line of the private key it sent."""
+    from types import SimpleNamespace
+
+    from webha.hostkeys import _failure
+
+    args = SimpleNamespace(name="web02")
+    private = keys["web02"]
+    line = private.splitlines()[2]
+    silent = _failure(args, "the install script", subprocess.CompletedProcess([], 1, "", ""), private)
+    assert silent == "[web02] the install script on the guest -> exit 1; no stderr; no stdout"
+    leaky = _failure(args, "the install script",
+                     subprocess.CompletedProcess([], 2, "progress\n", f"bad key: {line}\n"), private)
+    assert line not in leaky and "bad key: [private key]" in leaky
+    assert leaky.endswith("-> exit 2; stderr: bad key: [private key]; stdout: progress")

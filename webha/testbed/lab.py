@@ -49,7 +49,7 @@ from ..vip import holders
 BASE_DIR = netns.STATE_DIR
 PREFIX_BASE = "whl"
 CLIENT = "client"
-LAB_TOOLS = ("ip", "nsenter", "unshare", "keepalived", "nginx", "curl", "nft", "prometheus-node-exporter")
+LAB_TOOLS = ("ip", "nsenter", "unshare", "setpriv", "prlimit", "keepalived", "nginx", "curl", "nft", "prometheus-node-exporter")
 METRICS_PORT = 9100
 
 _INIT = r"""
@@ -351,10 +351,18 @@ class HaLab:
                 + (res.stderr + res.stdout).strip()
             )
         log = f"{lay.paths.log_dir}/keepalived.log"
+        ka = keepalived_context(self.cfg, node, paths=self.paths(node))["keepalived"]
+        rt = ka["rttime"]
+        # What keepalived.service's drop-in (templates/keepalived/systemd-override.conf.j2) gives
+        # a real-time keepalived: no CAP_SYS_RESOURCE and the RLIMIT_RTTIME of its VRRP process.
+        limits = (["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource",
+                   "prlimit", f"--rttime={rt['soft']}:{rt['hard']}", "--"]
+                  if ka["realtime"] else [])
         self.hosts[node].spawn(
-            # stdbuf: keepalived's console log is stdio; line-buffered, the log is current when
-            # a test reads it (block-buffered, it ended minutes in the past).
-            ["stdbuf", "-oL", "-eL",
+            limits + [
+             # stdbuf: keepalived's console log is stdio; line-buffered, the log is current when
+             # a test reads it (block-buffered, it ended minutes in the past).
+             "stdbuf", "-oL", "-eL",
              "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf, "-p", lay.keepalived_pid,
              "-r", lay.vrrp_pid, "-c", lay.checkers_pid],
             log,
@@ -392,6 +400,15 @@ class HaLab:
             ["curl", "-sf", "--noproxy", "*", "--max-time", "2",
              f"http://{self.cfg.host(node).ip}:{METRICS_PORT}/metrics"], timeout=10, check=True)
         return res.stdout
+
+    def reload_keepalived(self, node: str) -> None:
+        """SIGHUP to keepalived on ``node``: what keepalived-apply.sh's reload does on `pulumi up`."""
+        self.hosts[node].run(["sh", "-c", 'kill -HUP "$(cat "$1")"', "sh",
+                              self.layouts[node].keepalived_pid], check=True, timeout=10)
+
+    def vrrp_pid(self, node: str) -> str:
+        """The pid of keepalived's VRRP process on ``node`` (a new one after it died)."""
+        return Path(self.layouts[node].vrrp_pid).read_text().strip()
 
     def keepalived_running(self, node: str) -> bool:
         lay = self.layouts[node]
