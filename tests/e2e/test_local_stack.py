@@ -284,11 +284,17 @@ def test_02_up(env, checkout):
     REPORT["up_ok"] = True
 
 
+# Orders per second through the VIP during the first up. Not the benchmark's 50/s (bench/db_move.py,
+# namespace lab): one 1-vCPU TCG web node running php-fpm next to the source MariaDB acknowledged
+# about 20/s at most; at 50/s it was overloaded before the move began (README, Tests: e2e).
+ORDER_RATE = 10
+
+
 class OrdersThroughTheVip:
     """The e2e load of issue 10: once the VIP answers the shop during the first `up`, orders at
-    50/s through the VIP (this machine -> the isolated libvirt network), each with a unique id the
-    client records when the shop acknowledges it (webha.testbed.orders.HttpOrders); until the `up`
-    ended + 3 s. Bounded: 50/s, 16 requests at once, 30 min at most."""
+    ORDER_RATE/s through the VIP (this machine -> the isolated libvirt network), each with a unique
+    id the client records when the shop acknowledges it (webha.testbed.orders.HttpOrders); until
+    the `up` ended + 3 s. Bounded: ORDER_RATE/s, 16 requests at once, 30 min at most."""
 
     def __init__(self):
         self.stop_event = threading.Event()
@@ -307,7 +313,7 @@ class OrdersThroughTheVip:
                 continue
             res = get(VIP, 80, "/", 2.0)
             if res["status"] == 200 and " db=" in (res["body"] or "") and "db=error" not in res["body"]:
-                self.orders = HttpOrders(URL, "E2E", rate=50, max_seconds=1800).start()
+                self.orders = HttpOrders(URL, "E2E", rate=ORDER_RATE, max_seconds=1800).start()
                 return
 
     def start(self):
@@ -361,7 +367,11 @@ def test_02d_orders_through_the_vip_during_the_move_are_all_on_mysql01(env, chec
         "fence_log": fence[-1][:200] if fence else None,
         "gap_neighbours": [line for line in load.lines if line.startswith("err ")
                            and gap_at <= float(line.split()[2]) <= gap_at + gap][:5],
+        "rate_per_s": ORDER_RATE,
+        "by_10s": load.error_kinds(10.0),
     }
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / "test_02d-orders.log").write_text("\n".join(load.lines) + "\n")
     print("\n[db move under orders] " + json.dumps(REPORT["db_move_under_orders"]))
     assert not missing, f"acknowledged orders missing on mysql01: {missing[:20]}"
     where = load.where()

@@ -75,6 +75,26 @@ class AckLog:
     def errors(self) -> int:
         return sum(1 for line in self.lines if line.startswith("err "))
 
+    def error_kinds(self, bucket: float = 10.0) -> dict[str, dict[str, int]]:
+        """Failed attempts and acks per ``bucket`` s from the first line (key ``+<s>``): what the
+        client got back, by kind (HTTP status + the shop's error code and class, or the client's
+        exception), so a report says why orders failed and when, not only how many."""
+        stamps = [float(f[2]) for f in (line.split() for line in self.lines if line.startswith("err "))]
+        t0 = min([*stamps, *self.ack_times], default=0.0)
+        out: dict[str, dict[str, int]] = {}
+        for line in self.lines:
+            f = line.split()
+            if f[0] == "err":
+                t, kind = float(f[2]), " ".join([f[3], *(w for w in f[4:] if w != f[1] and not w.startswith("node="))][:4])
+            elif f[0] == "ack":
+                t, kind = float(f[3]), "ack " + f[5].rsplit("/", 1)[0]
+            else:
+                continue
+            key = f"+{int((t - t0) // bucket * bucket)}"
+            out.setdefault(key, {})
+            out[key][kind] = out[key].get(kind, 0) + 1
+        return out
+
     @property
     def placed(self) -> int:
         done = [line for line in self.lines if line.startswith("done ")]
@@ -138,8 +158,14 @@ class HttpOrders(AckLog):
     that cannot keep up shows it there); orders still waiting at :meth:`stop` or past their
     deadline before a worker took them are not placed (``scheduled`` - ``placed``: shed)."""
 
+    # Why an attempt waits 10 s and retries back off: a request the client gives up on still runs
+    # in php-fpm (nginx does not cancel it), so quick timeouts and quick retries pile abandoned
+    # orders onto a slow node until it answers none (seen on a TCG guest at 50 orders/s: no order
+    # acknowledged after the first stall). The shop itself gives up after 2 s (connect) + 5 s (read).
+    BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
+
     def __init__(self, url: str, prefix: str, rate: float = 50, max_seconds: float = 1800,
-                 workers: int = 16, timeout: float = 3.0, order_deadline: float = 60.0):
+                 workers: int = 16, timeout: float = 10.0, order_deadline: float = 60.0):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port or 80
         self.path = (parts.path or "/").rstrip("/") + "/order.php"
@@ -185,7 +211,7 @@ class HttpOrders(AckLog):
                 self._add(f"ack {no} {first:.6f} {time.time():.6f} {tries} {where}")
                 return
             self._add(f"err {no} {time.time():.6f} {status} {body[:120].replace(chr(10), ' ')}")
-            time.sleep(0.05)
+            time.sleep(min(self.BACKOFF_MAX, self.BACKOFF_FIRST * 2 ** (tries - 1)))
 
     def _add(self, line: str) -> None:
         with self._lock:
