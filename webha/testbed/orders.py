@@ -27,6 +27,8 @@ from urllib.parse import urlencode, urlsplit
 from components.render import render
 from components.topology import base_context
 
+from . import shopdata
+
 ROOT = Path(__file__).resolve().parents[2]
 WRITER = ROOT / "bench" / "order_writer.php"
 APP_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE, EXECUTE, CREATE TEMPORARY TABLES"
@@ -39,7 +41,7 @@ def install_course_app(lab, password: str) -> None:
     lab.src.sql("SET SESSION sql_log_bin = 0;"
                 f"CREATE USER IF NOT EXISTS dsshop@'127.0.0.1' IDENTIFIED BY '{password}';"
                 f"GRANT {APP_PRIVILEGES} ON ds_shop.* TO dsshop@'127.0.0.1';"
-                "UPDATE ds_shop.goods SET stock = 100000000 WHERE id = 1;")
+                f"UPDATE ds_shop.goods SET stock = {shopdata.ORDER_GOODS_STOCK} WHERE id = {shopdata.ORDER_GOODS_ID};")
     php = render("app/application/database.php.j2", **base_context(lab.cfg), db_host="127.0.0.1",
                  db_password=password)
     path = lab.src.database_php
