@@ -121,7 +121,7 @@ def one_move(lab: MigrationLab, mode: str, prefix: str, rate: float) -> dict:
         "mode": mode,
         "move_s": t1 - t0,
         "fence_s": float(fence.group(1)) if fence else t1 - t0,
-        "window_s": writer.longest_gap(t0, t1 + 3.0),
+        "window_s": gap,
         # where it was: seconds after db-migrate started, and before it ended (the switch is at
         # its end; a gap elsewhere is the commit block or load, not the fence)
         "gap_at_s": gap_at - t0,

@@ -355,10 +355,11 @@ def test_02d_orders_through_the_vip_during_the_move_are_all_on_mysql01(env, chec
     times = load.ack_times
     lat = load.latencies
     fence = [line.strip() for line in ORDERS["up_output"].splitlines() if "writes fenced for" in line]
+    where = load.where()
     REPORT["db_move_under_orders"] = {
         "scheduled": load.scheduled, "placed": load.placed, "acked": len(acked), "on_mysql01": len(acked & present),
         "missing": len(missing), "failed_orders": load.placed - len(acked),
-        "failed_attempts": load.errors, "by_node_db": load.where(),
+        "failed_attempts": load.errors, "by_node_db": where,
         "longest_gap_s": round(gap, 3), "gap_opened_s_after_first_ack": round(gap_at - times[0], 1) if times else None,
         "load_s": round(times[-1] - times[0], 1) if times else 0,
         "acks_per_s": round(len(times) / (times[-1] - times[0]), 1) if len(times) > 1 else None,
@@ -374,7 +375,6 @@ def test_02d_orders_through_the_vip_during_the_move_are_all_on_mysql01(env, chec
     (LOGS / "test_02d-orders.log").write_text("\n".join(load.lines) + "\n")
     print("\n[db move under orders] " + json.dumps(REPORT["db_move_under_orders"]))
     assert not missing, f"acknowledged orders missing on mysql01: {missing[:20]}"
-    where = load.where()
     assert any(k.endswith("/10.1.1.11") for k in where) and any(k.endswith("/10.1.1.12") for k in where), \
         f"orders went to the source before and to mysql01 after the move: {where}"
     assert fence, "db-migrate did not log its fence (replicate mode)"

@@ -77,24 +77,27 @@ class AckLog:
     def errors(self) -> int:
         return sum(1 for line in self.lines if line.startswith("err "))
 
+    @staticmethod
+    def _ack_where(fields: list[str]) -> str:
+        """``node/db`` of an ack line's fields (its last field without the ``/new|dup`` end)."""
+        return fields[5].rsplit("/", 1)[0]
+
     def error_kinds(self, bucket: float = 10.0) -> dict[str, dict[str, int]]:
         """Failed attempts and acks per ``bucket`` s from the first line (key ``+<s>``): what the
         client got back, by kind (HTTP status + the shop's error code and class, or the client's
         exception), so a report says why orders failed and when, not only how many."""
-        stamps = [float(f[2]) for f in (line.split() for line in self.lines if line.startswith("err "))]
-        t0 = min([*stamps, *self.ack_times], default=0.0)
-        out: dict[str, dict[str, int]] = {}
-        for line in self.lines:
-            f = line.split()
+        events: list[tuple[float, str]] = []
+        for f in (line.split() for line in list(self.lines)):
             if f[0] == "err":
-                t, kind = float(f[2]), " ".join([f[3], *(w for w in f[4:] if w != f[1] and not w.startswith("node="))][:4])
+                events.append((float(f[2]), " ".join(
+                    [f[3], *(w for w in f[4:] if w != f[1] and not w.startswith("node="))][:4])))
             elif f[0] == "ack":
-                t, kind = float(f[3]), "ack " + f[5].rsplit("/", 1)[0]
-            else:
-                continue
-            key = f"+{int((t - t0) // bucket * bucket)}"
-            out.setdefault(key, {})
-            out[key][kind] = out[key].get(kind, 0) + 1
+                events.append((float(f[3]), "ack " + self._ack_where(f)))
+        t0 = min((t for t, _ in events), default=0.0)
+        out: dict[str, dict[str, int]] = {}
+        for t, kind in events:
+            counts = out.setdefault(f"+{int((t - t0) // bucket * bucket)}", {})
+            counts[kind] = counts.get(kind, 0) + 1
         return out
 
     @property
@@ -112,11 +115,7 @@ class AckLog:
     def longest_gap(self, start: float = 0.0, end: float = float("inf")) -> float:
         """Longest time between two acknowledged orders from the last ack before ``start`` to
         the first after ``end`` (a window with no ack at all counts in full)."""
-        times = self.ack_times
-        before = [x for x in times if x < start][-1:]
-        after = [x for x in times if x > end][:1]
-        t = before + [x for x in times if start <= x <= end] + after
-        return max((b - a for a, b in zip(t, t[1:])), default=0.0)
+        return self.longest_gap_at(start, end)[0]
 
 
 class OrderWriter(AckLog):
@@ -250,7 +249,7 @@ class HttpOrders(AckLog):
         """How many acknowledged orders each ``node/db`` took (new and dup together)."""
         out: dict[str, int] = {}
         for f in self._acks():
-            key = f[5].rsplit("/", 1)[0]
+            key = self._ack_where(f)
             out[key] = out.get(key, 0) + 1
         return out
 

@@ -114,13 +114,13 @@ CREATE TABLE stock_log (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 """
 
-# Created after the data is loaded (as mysqldump also does), so loading does not fire them.
 # The item the shop's order path sells (templates/app/application/shop_order.php.j2: goods 1,
 # quantity 1): stocked for every order a test or benchmark places. With a random 0-500 the e2e load
 # sold it out after 465 orders and every later order failed with MariaDB error 1690 (the trigger's
 # `stock - NEW.quantity` below 0 as an unsigned value), which looked like a failed move.
 ORDER_GOODS_ID, ORDER_GOODS_STOCK = 1, 100_000_000
 
+# Created after the data is loaded (as mysqldump also does), so loading does not fire them.
 OBJECTS = """\
 DELIMITER ;;
 CREATE TRIGGER trg_items_after_insert AFTER INSERT ON order_items FOR EACH ROW
