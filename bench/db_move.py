@@ -47,6 +47,33 @@ def run(lab: MigrationLab, name: str, **settings):
     return res
 
 
+def run_timed(lab: MigrationLab, name: str) -> tuple[str, list[tuple[float, str]]]:
+    """Run a step, stamping each line of its log (stdout and stderr) with the time it arrived:
+    where the longest gap between acks falls among the step's phases."""
+    import threading
+
+    proc = lab.popen_step(lab.step(name))
+    stamped: list[tuple[float, str]] = []
+    out: list[str] = []
+
+    def read(stream, keep):
+        for line in stream:
+            stamped.append((time.time(), line.rstrip("\n")))
+            if keep:
+                out.append(line)
+
+    readers = [threading.Thread(target=read, args=(proc.stdout, True), daemon=True),
+               threading.Thread(target=read, args=(proc.stderr, False), daemon=True)]
+    for t in readers:
+        t.start()
+    rc = proc.wait(timeout=7200)
+    for t in readers:
+        t.join(10)
+    if rc != 0:
+        raise SystemExit(f"{name} exited {rc}: " + "\n".join(line for _, line in stamped[-20:]))
+    return "".join(out), sorted(stamped)
+
+
 def p99(values: list[float]) -> float:
     if not values:
         return float("nan")
@@ -71,7 +98,7 @@ def one_move(lab: MigrationLab, mode: str, prefix: str, rate: float) -> dict:
     t0 = time.time()
     if mode == "snapshot":
         lab.src.sql("SET GLOBAL read_only = 1")  # the maintenance window
-    res = run(lab, "db-migrate")
+    stdout, stamped = run_timed(lab, "db-migrate")
     if mode == "snapshot":
         php = base64.b64decode(secret_values(lab.cfg)["DATABASE_PHP_B64"])
         tmp = lab.src.database_php.with_suffix(".new")
@@ -85,16 +112,21 @@ def one_move(lab: MigrationLab, mode: str, prefix: str, rate: float) -> dict:
     run(lab, "db-source-retire")
     acked = writer.acked
     present = orders_on(lab.tgt, prefix)
-    fence = re.search(r"writes fenced for ([0-9.]+)s", res.stdout)
+    fence = re.search(r"writes fenced for ([0-9.]+)s", stdout)
+    gap, gap_at = writer.longest_gap_at(t0, t1 + 3.0)
+    # the step's log lines around the gap: the last one before it opened, those inside it
+    before = [line for t, line in stamped if t <= gap_at][-1:]
+    inside = [line for t, line in stamped if gap_at < t <= gap_at + gap]
     return {
         "mode": mode,
         "move_s": t1 - t0,
         "fence_s": float(fence.group(1)) if fence else t1 - t0,
-        "window_s": writer.longest_gap(t0, t1 + 3.0),
+        "window_s": gap,
         # where it was: seconds after db-migrate started, and before it ended (the switch is at
         # its end; a gap elsewhere is the commit block or load, not the fence)
-        "gap_at_s": writer.longest_gap_at(t0, t1 + 3.0)[1] - t0,
-        "gap_before_end_s": t1 - writer.longest_gap_at(t0, t1 + 3.0)[1],
+        "gap_at_s": gap_at - t0,
+        "gap_before_end_s": t1 - gap_at,
+        "gap_log": " | ".join(before + ["(gap opens)"] + inside)[:600],
         "placed": writer.placed,
         "failed_orders": writer.placed - len(acked),
         "failed_attempts": writer.errors,
@@ -143,6 +175,20 @@ def main() -> int:
         print(f"| {r['mib']} MiB | {r['mode']} | {r['move_s']:.1f} s | {r['fence_s']:.2f} s | **{r['window_s']:.2f} s** "
               f"| {r['failed_orders']} | {r['failed_attempts']} | {r['p99_ms']:.0f} ms | {r['acked']} / {r['missing']} "
               f"| {r['restart']} | {r['load']} |")
+    print("\n| size | mode | runs | longest gap median / max | fence median / max | failed orders (sum) "
+          "| p99 latency median / max | acked / missing (sum) | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key in dict.fromkeys((r["mib"], r["mode"]) for r in rows_all):
+        rs = [r for r in rows_all if (r["mib"], r["mode"]) == key]
+
+        def med_max(field, scale=1.0, fmt="{:.2f}"):
+            vals = [r[field] * scale for r in rs]
+            return f"{fmt.format(statistics.median(vals))} / {fmt.format(max(vals))}"
+
+        print(f"| {key[0]} MiB | {key[1]} | {len(rs)} | **{med_max('window_s')} s** | {med_max('fence_s')} s "
+              f"| {sum(r['failed_orders'] for r in rs)} | {med_max('p99_ms', fmt='{:.0f}')} ms "
+              f"| {sum(r['acked'] for r in rs)} / {sum(r['missing'] for r in rs)} "
+              f"| {rs[0]['load'].split(' -> ')[0]} .. {rs[-1]['load'].split(' -> ')[1]} |")
     return 0
 
 

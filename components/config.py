@@ -484,10 +484,12 @@ class DatabaseConfig(_Model):
     target_host: str = "mysql01"
     # Test stacks only: load the sample shop into the source when it has no ds_shop yet.
     seed_sample: bool = False
-    # How the data moves (docs/migration.md): ``snapshot`` = one verified consistent copy (writes
-    # after it stay on the source); ``replicate`` = copy at a GTID position, mysql01 replicates
-    # web01 until a short write fence, verified, then the app on the source host is switched.
-    mode: Literal["snapshot", "replicate"] = "snapshot"
+    # How the data moves (docs/migration.md): ``replicate`` (default) = the web tier comes up on
+    # the source, then a copy at a GTID position, mysql01 replicates web01 until a short write
+    # fence, verified, then the app switched on every web node: the shop takes orders throughout.
+    # ``snapshot`` = one verified consistent copy before the web tier (writes after it stay on
+    # the source: a maintenance window, for a shop that can stop).
+    mode: Literal["snapshot", "replicate"] = "replicate"
     # What happens to the source database once the move is complete (issue 15): ``readOnly``
     # (read_only=1, kept across restarts) or ``stopped`` (MariaDB stopped and disabled).
     source_after_move: Literal["readOnly", "stopped"] = "readOnly"

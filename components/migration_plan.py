@@ -23,6 +23,10 @@ Contract with the component, per :class:`Step` (in list order, each ``depends_on
   migrate step needs the migration user that target-prepare creates and target-finish drops), so
   any change re-runs the whole plan in order. Re-running is safe: each step is idempotent.
 * ``update``: the same as ``create`` (no ``delete``: a migration is never undone by Pulumi).
+* ``phase``: ``source`` (seed, binlog, source-app: the source as the shop's database) or
+  ``move``. Replicate mode deploys the web tier between the two phases, so the shop takes orders
+  through the VIP while its database moves, and switches every web node after the move
+  (components/program.py); snapshot mode runs both phases before the web tier.
 * Exit status: 0 ok; 1 failure; 2 missing tool / bad input; 3 refused (the target holds a
   ``ds_shop`` webha did not create: nothing changed); 4 verification failed; 5 cannot connect or
   access denied. The message on stderr says what to do; fail the resource with it.
@@ -34,6 +38,7 @@ name                    host      template                        stdin (NAME=va
 ======================  ========  ==============================  ===================================
 db-seed-sample          source    db/seed-sample.sh.j2            (none)
 db-source-binlog        source    db/source-binlog.sh.j2          (none)   [replicate mode only]
+db-source-app           source    db/source-app.sh.j2             APP_PASSWORD   [replicate mode only]
 db-migrate-credential   source    db/migrate-credential.sh.j2     (none); stdout: MIGRATE_VERIFIER
 db-target-prepare       target    db/target-prepare.sh.j2         APP_PASSWORD, MIGRATE_VERIFIER
 db-migrate              source    db/migrate.sh.j2                (none); replicate: DATABASE_PHP_B64
@@ -42,7 +47,8 @@ db-source-retire        source    db/source-retire.sh.j2          (none)
 ======================  ========  ==============================  ===================================
 
 ``database.mode: replicate`` (docs/migration.md): db-source-binlog enables binary logging on the
-source before the move (one measured restart only when it is off); db-migrate then copies at a
+source before the move (one measured restart only when it is off); db-source-app lets the app on
+every web node use the source until the move; db-migrate then copies at a
 GTID, makes the target a replica, verifies at one GTID, fences the source (read_only, under a
 lease), switches the source host's database.php (``DATABASE_PHP_B64``: :func:`database_php`, the
 web step's render(), base64 on one line) and removes replication. db-source-retire applies
@@ -135,6 +141,8 @@ class Step:
     secrets: tuple[str, ...] = ()
     # NAME=value lines this step prints on stdout, for later steps' stdin.
     outputs: tuple[str, ...] = ()
+    # "source": readies the source as the shop's database; "move": moves it (see the docstring).
+    phase: str = "move"
 
 
 def database_php(cfg: StackConfig, password: str) -> str:
@@ -229,22 +237,25 @@ def migration_steps(
         return runtimes.get(host) or default_runtime(cfg.image.os_family)
 
     def step(name: str, host: str, template: str, secrets: tuple[str, ...] = (),
-             outputs: tuple[str, ...] = (), **extra) -> Step:
+             outputs: tuple[str, ...] = (), phase: str = "move", **extra) -> Step:
         ctx = {
             "step": {"name": name, "host": host, "secrets": list(secrets)},
             "migration": migration_settings(cfg, rt(host), **settings),
             **extra,
         }
-        return Step(name, host, template, ctx, secrets, outputs)
+        return Step(name, host, template, ctx, secrets, outputs, phase)
 
     steps = []
     if db.seed_sample:
-        steps.append(step("db-seed-sample", db.source_host, "db/seed-sample.sh.j2",
+        steps.append(step("db-seed-sample", db.source_host, "db/seed-sample.sh.j2", phase="source",
                           seed={"rows": seed_rows, "shopdata_py": SHOPDATA.read_text()}))
     if db.mode == "replicate":
         # Binary logging + server_id on the source, a restart only when they are off: its own
         # resource, so `pulumi preview` shows it before anything moves.
-        steps.append(step("db-source-binlog", db.source_host, "db/source-binlog.sh.j2"))
+        steps.append(step("db-source-binlog", db.source_host, "db/source-binlog.sh.j2", phase="source"))
+        # The app on every web node uses the source until the move switches it.
+        steps.append(step("db-source-app", db.source_host, "db/source-app.sh.j2", ("APP_PASSWORD",),
+                          phase="source"))
     replicate = db.mode == "replicate"
     steps += [
         step("db-migrate-credential", db.source_host, "db/migrate-credential.sh.j2",

@@ -2,7 +2,10 @@
 
 VMs -> host prep -> DB migration -> app config -> nginx -> keepalived (backups before the
 preferred node) -> the tier check (exactly one VIP holder, HTTP through the VIP reads the
-database). Every arrow is an explicit ``depends_on``.
+database). Every arrow is an explicit ``depends_on``. ``database.mode: replicate``: VMs ->
+host prep -> the source ready (seed, binary logging, app user) -> app config (on the source) ->
+nginx -> keepalived -> the move (the shop taking orders) -> every web node switched to the
+target -> the tier check.
 """
 
 from __future__ import annotations
@@ -119,12 +122,32 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         pulumi.Output.secret(cfg.vrrp_auth_pass.get_secret_value()) if cfg.vrrp_auth_pass else None
     )
     migration = DatabaseMigration("db-migration", cfg, conns, depends_on=list(prep.values()))
-    webs = [
-        WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
-        for h in cfg.web_hosts
-    ]
-    ha = HaPair("ha", cfg, conns, auth_pass, host_keys, depends_on=webs)
-    steps = [*(s for w in webs for s in (w.app_config, w.web_install)),
+    if migration.split:
+        # Replicate mode: the shop takes orders on the source while its database moves. The web
+        # tier comes up on the source (seeded, binary-logged, the app user there), then the move
+        # (replicate, fence, verify, switch the source host's app inside the fence), then every
+        # web node is switched to the target, then the tier check.
+        source = str(cfg.host(cfg.database.source_host).ip)
+        webs = [
+            WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password,
+                    depends_on=migration.source_ready, db_host=source, app_phase="before-move")
+            for h in cfg.web_hosts
+        ]
+        # On the web nodes' steps, not the components: the switch (a later child of each
+        # WebNode) comes after keepalived.
+        ha = HaPair("ha", cfg, conns, auth_pass, host_keys, depends_on=[w.web_install for w in webs])
+        moved = migration.move(depends_on=ha.last)
+        switches = [w.switch(depends_on=moved) for w in webs]
+        last = [*ha.last, *switches]
+    else:
+        webs = [
+            WebNode(f"{h.name}-web", cfg, h.name, conns[h.name], db_password, depends_on=[migration])
+            for h in cfg.web_hosts
+        ]
+        ha = HaPair("ha", cfg, conns, auth_pass, host_keys, depends_on=webs)
+        switches = []
+        last = ha.last
+    steps = [*(s for w in webs for s in (w.app_config, w.web_install)), *switches,
              *ha.steps.values(), *ha.starts.values()]
     check = TierCheck(
         "tier-check", cfg, stack,
@@ -132,7 +155,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
         secrets=[db_password, *([auth_pass] if auth_pass is not None else [])],
         domain_ids=[vm.domain.id for vm in vms.values()],
         host_keys=host_keys,
-        depends_on=ha.last,
+        depends_on=last,
     )
 
     outputs = stack_outputs(cfg, pulumi.get_project(), stack)

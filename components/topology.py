@@ -33,6 +33,8 @@ class Paths:
     keepalived_pid: str = "/run/keepalived.pid"
     events_log: str = "/var/lib/webha/events.jsonl"
     metrics_dir: str = "/var/lib/prometheus/node-exporter"
+    # Files php-fpm's opcache never caches (templates/php/): the app's database.php.
+    opcache_blacklist: str = "/etc/webha/opcache-blacklist.txt"
     # sshd's host keys (templates/scripts/host-key-install.sh.j2); the lab test of a rotation moves them.
     ssh_dir: str = "/etc/ssh"
 

@@ -24,7 +24,13 @@ from .topology import host_context, keepalived_context, vrrp_nodes
 
 
 class WebNode(pulumi.ComponentResource):
-    """database.php (secret, over stdin), then the app files and the nginx site."""
+    """database.php (secret, over stdin), then the app files and the nginx site.
+
+    ``db_host`` is where the app's database.php points now. Snapshot mode: the target (the move
+    ran before). Replicate mode: the source while the move runs (``app_phase`` "before-move": a
+    node the move already switched is left alone), then :meth:`switch` points it at the target
+    after the move.
+    """
 
     def __init__(
         self,
@@ -35,22 +41,15 @@ class WebNode(pulumi.ComponentResource):
         db_password: pulumi.Output[str],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: Optional[pulumi.ResourceOptions] = None,
+        db_host: Optional[str] = None,
+        app_phase: str = "deploy",
     ):
         super().__init__("webha:index:WebNode", name, None, opts)
         host = cfg.host(host_name)
+        self._cfg, self._conn, self._host, self._password = cfg, conn, host, db_password
+        self.app_config = self._app_config(f"{host.name}-app-config", db_host or str(cfg.db_host.ip),
+                                           app_phase, depends_on)
         ctx = host_context(cfg, host)
-        ctx["db_host"] = str(cfg.db_host.ip)
-        database_php = db_password.apply(
-            lambda pw: render("app/application/database.php.j2", **ctx, db_password=pw)
-        )
-        self.app_config = RemoteStep(
-            f"{host.name}-app-config",
-            conn,
-            render("scripts/app-config.sh.j2", **ctx),
-            stdin=pulumi.Output.secret(database_php),
-            depends_on=depends_on,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         step = f"{host.name}-web-install"
         self.web_install = RemoteStep(
             step,
@@ -58,13 +57,42 @@ class WebNode(pulumi.ComponentResource):
             render("scripts/web-install.sh.j2", **ctx, staging=staging_dir(step)),
             files={
                 "index.php": render("app/public/index.php.j2", **ctx),
+                "order.php": render("app/public/order.php.j2", **ctx),
+                "shop_order.php": render("app/application/shop_order.php.j2", **ctx),
                 "shop.conf": render("nginx/shop.conf.j2", **ctx),
+                "opcache-webha.ini": render("php/opcache-webha.ini.j2", **ctx),
+                "opcache-blacklist.txt": render("php/opcache-blacklist.txt.j2", **ctx),
             },
             delete_script=render("scripts/web-remove.sh.j2", **ctx),
             depends_on=[self.app_config],
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.app_switch: Optional[RemoteStep] = None
         self.register_outputs({})
+
+    def _app_config(self, step: str, db_host: str, app_phase: str,
+                    depends_on: Sequence[pulumi.Resource]) -> RemoteStep:
+        ctx = host_context(self._cfg, self._host)
+        ctx["db_host"] = db_host
+        database_php = self._password.apply(
+            lambda pw: render("app/application/database.php.j2", **ctx, db_password=pw)
+        )
+        return RemoteStep(
+            step,
+            self._conn,
+            render("scripts/app-config.sh.j2", **ctx, app_phase=app_phase),
+            stdin=pulumi.Output.secret(database_php),
+            depends_on=depends_on,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def switch(self, depends_on: Sequence[pulumi.Resource]) -> RemoteStep:
+        """Replicate mode, after the move: this node's database.php -> the target (on the source
+        host db-migrate did it inside the fence; this step then only checks it and leaves the
+        marker)."""
+        self.app_switch = self._app_config(f"{self._host.name}-app-switch", str(self._cfg.db_host.ip),
+                                           "switch", depends_on)
+        return self.app_switch
 
 
 class HaPair(pulumi.ComponentResource):

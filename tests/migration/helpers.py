@@ -16,7 +16,10 @@ DB_PASSWORD = "Tst-app-pw-7f3a9c21e5"
 def stack_config(**database) -> StackConfig:
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
     raw = {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
-    raw["database"] = {**raw.get("database", {}), "seedSample": True, **database}
+    # Snapshot mode unless a test asks for replicate (the stack default): most of the tier proves
+    # the copy and its verification, which both modes run; tests/migration/test_replicate.py and
+    # bench/db_move.py pass mode="replicate".
+    raw["database"] = {**raw.get("database", {}), "seedSample": True, "mode": "snapshot", **database}
     raw["dbPassword"] = DB_PASSWORD
     raw["vrrpAuthPass"] = "vrrp1234"
     return parse_config(raw, {"dbPassword", "vrrpAuthPass"})

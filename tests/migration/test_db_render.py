@@ -78,10 +78,12 @@ def test_plan_order_hosts_and_secrets(cfg):
     # replicate mode: binary logging on the source first (its own resource: visible at preview),
     # and db-migrate gets the switched database.php.
     rep = mp.migration_steps(stack_config(mode="replicate"))
-    assert [(s.name, s.host, s.secrets) for s in rep][1:5] == [
-        ("db-source-binlog", "web01", ()), ("db-migrate-credential", "web01", ()),
-        ("db-target-prepare", "mysql01", ("APP_PASSWORD", "MIGRATE_VERIFIER")),
-        ("db-migrate", "web01", ("DATABASE_PHP_B64",))]
+    assert [(s.name, s.host, s.secrets, s.phase) for s in rep][1:6] == [
+        ("db-source-binlog", "web01", (), "source"), ("db-source-app", "web01", ("APP_PASSWORD",), "source"),
+        ("db-migrate-credential", "web01", (), "move"),
+        ("db-target-prepare", "mysql01", ("APP_PASSWORD", "MIGRATE_VERIFIER"), "move"),
+        ("db-migrate", "web01", ("DATABASE_PHP_B64",), "move")]
+    assert rep[0].phase == "source" and [s.phase for s in rep[6:]] == ["move", "move"]
     no_seed = stack_config(seedSample=False)
     assert [s.name for s in mp.migration_steps(no_seed)][0] == "db-migrate-credential"
     assert steps[1].outputs == ("MIGRATE_VERIFIER",)

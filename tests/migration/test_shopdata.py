@@ -40,3 +40,16 @@ def test_cli_writes_sql_to_stdout():
     out = subprocess.run([sys.executable, "-m", "webha.testbed.shopdata", "--rows", "20", "--blob-kb", "2"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("-- webha sample shop") and "INSERT INTO users" in out
+
+
+def test_the_item_the_order_path_sells_is_stocked_for_every_test():
+    """shop_order.php orders goods 1: the sample has stock for any load (the e2e load sold a
+    random 0-500 out, and every later order failed with error 1690)."""
+    goods = _sql(50).split("INSERT INTO goods (", 1)[1].split(") VALUES\n", 1)
+    cols = goods[0].split(", ")
+    first = goods[1].split("\n", 1)[0]
+    assert first.startswith(f"({shopdata.ORDER_GOODS_ID},")
+    values = first.strip("(),").split(",")
+    # counted from the end: the columns after stock (on_sale, image, created_at, updated_at) hold no comma
+    from_end = len(cols) - cols.index("stock")
+    assert int(values[-from_end]) == shopdata.ORDER_GOODS_STOCK >= 10_000_000, (cols, first[:200])

@@ -169,12 +169,20 @@ def test_php(stack, family, cfg, tmp_path):
     host = cfg.web_hosts[0]
     ctx = host_context(cfg, host)
     for name, extra in (("app/application/database.php.j2", {"db_host": str(cfg.db_host.ip), "db_password": FAKE_SECRETS["dbPassword"]}),
-                        ("app/public/index.php.j2", {})):
+                        ("app/public/index.php.j2", {}), ("app/public/order.php.j2", {}),
+                        ("app/application/shop_order.php.j2", {})):
         f = tmp_path / Path(name).name.removesuffix(".j2")
         f.write_text(r(name, **ctx, **extra))
         run(["php", "-l", str(f)])
     out = run(["php", "-r", f"var_export((require '{tmp_path / 'database.php'}')['username']);"]).stdout
     assert out == repr(cfg.database.app_user)
+    # database.php out of php-fpm's opcache (a move switches it): the ini parses, names the
+    # blacklist, and the blacklist names the app's database.php
+    ini = tmp_path / "99-webha.ini"
+    ini.write_text(r("php/opcache-webha.ini.j2", **ctx))
+    out = run(["php", "-r", f"echo parse_ini_file('{ini}')['opcache.blacklist_filename'];"]).stdout
+    assert out == ctx["paths"]["opcache_blacklist"]
+    assert r("php/opcache-blacklist.txt.j2", **ctx).split() == [cfg.app.database_php]
 
 
 @pytest.mark.parametrize("stack,family,cfg", CONFIGS, ids=IDS)
@@ -238,7 +246,9 @@ def test_scripts(stack, family, cfg, tmp_path):
             scripts.update({
                 "scripts/web-install.sh.j2": {**ctx, "staging": "/var/lib/webha/staging/x"},
                 "scripts/web-remove.sh.j2": ctx,
-                "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip)},
+                "scripts/app-config.sh.j2": {**ctx, "db_host": str(cfg.db_host.ip), "app_phase": "deploy"},
+                "scripts/app-config.sh.j2 before-move": {**ctx, "db_host": "10.1.1.11", "app_phase": "before-move"},
+                "scripts/app-config.sh.j2 switch": {**ctx, "db_host": str(cfg.db_host.ip), "app_phase": "switch"},
                 "scripts/keepalived-apply.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/y"},
                 "scripts/keepalived-quiesce.sh.j2": {**kctx, "staging": "/var/lib/webha/staging/q"},
                 "scripts/keepalived-remove.sh.j2": kctx,
@@ -247,7 +257,7 @@ def test_scripts(stack, family, cfg, tmp_path):
                 "scripts/keepalived-gate-node.sh.j2": kctx,
             })
         for name, c in scripts.items():
-            check_shell(r(name, **c), tmp_path, f"{host.name}-{name}")
+            check_shell(r(name.split()[0], **c), tmp_path, f"{host.name}-{name.replace(' ', '-')}")
         # each guest runs only its role's services (the e2e tier checks them on the VMs)
         stops = [l for l in r("scripts/host-prep.sh.j2", **ctx).splitlines() if l.startswith("stop_unused ")]
         want = {"web01": [], "web02": ["stop_unused mariadb.service"],
@@ -431,6 +441,34 @@ def test_cloud_init_values_stay_strings(name, tmp_path):
     f = tmp_path / "user-data"
     f.write_text(user)
     run([need("cloud-init"), "schema", "--config-file", str(f)])
+
+
+def test_app_config_phases_on_a_real_file(tmp_path):
+    """The app config step as rendered, run with bash and php on files here: before the move it
+    points the app at the source, but never back once database.php reads the target (switched by
+    the move, or a tier deployed before in snapshot mode); the switch points it at the target and
+    leaves an already switched file as it is."""
+    need("php")
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.local.yaml")
+    cfg = cfg.model_copy(update={"app": cfg.app.model_copy(update={"database_php": str(tmp_path / "database.php")})})
+    host = cfg.web_hosts[1]
+    ctx = host_context(cfg, host)
+    source, target = str(cfg.host(cfg.database.source_host).ip), str(cfg.db_host.ip)
+
+    def php_for(ip):
+        return r("app/application/database.php.j2", **ctx, db_host=ip, db_password="pw 'x' $y")
+
+    def step(phase, ip):
+        script = tmp_path / f"app-config-{phase}.sh"
+        script.write_text(r("scripts/app-config.sh.j2", **ctx, db_host=ip, app_phase=phase))
+        return run(["bash", str(script)], input=php_for(ip)).stdout
+
+    f = tmp_path / "database.php"
+    assert "-> 10.1.1.11" in step("before-move", source) and f.read_text() == php_for(source)
+    assert "-> 10.1.1.11" in step("before-move", source)  # a re-run before the move
+    assert "-> 10.1.1.12" in step("switch", target) and f.read_text() == php_for(target)
+    assert "already points at 10.1.1.12" in step("switch", target)
+    assert "left as it is" in step("before-move", source) and f.read_text() == php_for(target)
 
 
 # --------------------------------------------------------------------------- the health check

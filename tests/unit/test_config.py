@@ -60,6 +60,8 @@ def test_defaults_are_webha_fast_failover():
     assert str(cfg.vrrp.advert_int) == "0.1" and cfg.vrrp.realtime and cfg.vrrp.auth_type == "none"
     hc = cfg.vrrp.health_check
     assert hc.track_file and (hc.interval, hc.fall, hc.rise) == (1, 2, 2)
+    # issue 10: the database moves while the shop takes orders unless the stack says snapshot.
+    assert cfg.database.mode == "replicate" and cfg.database.source_after_move == "readOnly"
 
 
 def test_dev_stack_ships_the_defaults():

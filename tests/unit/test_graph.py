@@ -111,12 +111,12 @@ def build_graph(stack: str, tmp, raw: dict | None = None):
     return mocks, tier
 
 
-@pytest.fixture(scope="module", params=["dev", "local", "local-replicate"])
+@pytest.fixture(scope="module", params=["dev", "local", "local-snapshot", "local-replicate"])
 def graph(request, tmp_path_factory):
     stack, _, variant = request.param.partition("-")
     raw = read_stack_values(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    if variant == "replicate":  # database.mode: replicate (issue 10)
-        raw["database"] = {**raw.get("database", {}), "mode": "replicate"}
+    if variant:  # database.mode set explicitly; "dev" and "local" run the default
+        raw["database"] = {**raw.get("database", {}), "mode": variant}
     mocks, tier = build_graph(stack, tmp_path_factory.mktemp("graph"), raw)
     return stack, mocks, tier
 
@@ -166,11 +166,24 @@ def test_deployment_order(graph):
     for name, req in mon.requests.items():
         if req.type == "command:remote:Command":
             assert f"{name}-script" in mon.deps(name), name
-    first, *rest = [s.command._name for s in tier["migration"].steps]
+    steps = [s.command._name for s in tier["migration"].steps]
+    first, *rest = steps
     assert {f"{h}-prep" for h in hosts} <= mon.command_deps(first)
     for before, step in zip([first, *rest], rest):
         assert before in mon.command_deps(step), (step, mon.command_deps(step))
-    last_db = rest[-1] if rest else first
+    if tier["config"].database.mode == "replicate":
+        # the web tier between the source's readiness and the move; every web node switched
+        # after the move, the tier check after the switches
+        last_db = "db-source-app"
+        assert steps.index(last_db) < steps.index("db-migrate-credential")
+        assert {"web01-keepalived-start", "web02-keepalived-start"} & mon.command_deps("db-migrate-credential")
+        assert {"web01-keepalived", "web02-keepalived"} <= mon.command_deps("db-migrate-credential")
+        for web in tier["webs"]:
+            assert "db-source-retire" in mon.command_deps(web.app_switch.step_name)
+        assert {w.app_switch.step_name for w in tier["webs"]} <= mon.command_deps("tier-check")
+    else:
+        last_db = rest[-1] if rest else first
+        assert all(w.app_switch is None for w in tier["webs"])
     for web in tier["webs"]:
         app, install = web.app_config.step_name, web.web_install.step_name
         assert last_db in mon.command_deps(app), mon.command_deps(app)
@@ -418,6 +431,33 @@ def test_replicate_mode_restart_step_is_its_own_resource_before_the_move(graph):
         assert "db-source-binlog" not in names
         return
     assert names.index("db-source-binlog") < names.index("db-migrate-credential")
-    assert "db-source-binlog" in mon.command_deps("db-migrate-credential")
+    assert "db-source-binlog" in mon.command_deps("db-source-app")
+    assert "db-source-app" in mon.command_deps("db-migrate-credential")
     assert names[-1] == "db-source-retire"
     assert is_secret(mon.raw_input("db-migrate", "stdin"))
+    assert is_secret(mon.raw_input("db-source-app", "stdin"))
+
+
+def test_replicate_mode_app_on_the_source_until_every_node_is_switched(graph):
+    """The app config each web node gets, as registered: replicate mode points it at the source
+    before the move (never back once switched) and a switch step per node points it at the
+    target; snapshot mode points it at the target once. Both files travel as secrets."""
+    _, mocks, tier = graph
+    mon = mocks.monitor
+    cfg = tier["config"]
+    source, target = str(cfg.host(cfg.database.source_host).ip), str(cfg.db_host.ip)
+    for web in tier["webs"]:
+        script = web.app_config.command._name
+        stdin = mon.raw_input(script, "stdin")
+        assert is_secret(stdin)
+        if cfg.database.mode == "snapshot":
+            assert f"'hostname' => '{target}'" in stdin["value"]
+            continue
+        assert f"'hostname' => '{source}'" in stdin["value"], stdin["value"]
+        switch = mon.raw_input(web.app_switch.command._name, "stdin")
+        assert is_secret(switch) and f"'hostname' => '{target}'" in switch["value"]
+    # the source lets every web node's app in on 3306 in replicate mode only
+    seeds = {r.inputs["name"]: r.inputs for r in mocks.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
+    web01 = next(v for k, v in seeds.items() if k.endswith("-web01-seed.iso"))["userData"]["value"]
+    app_rule = 'tcp dport 3306 accept comment "app until the move"'
+    assert (app_rule in web01) == (cfg.database.mode == "replicate")
