@@ -283,6 +283,30 @@ def lab_run(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- guests
+def guests_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="guests_cmd", required=True)
+    start = sub.add_parser("start-stopped", help="start the shut-off guests of a `pulumi stack export` (stdin)")
+    start.add_argument("export", nargs="?", default="-", help="the export's file (default: stdin)")
+
+
+def guests_run(args) -> int:
+    from .guests import GuestError, start_stopped_from_export
+
+    try:
+        if args.export == "-":
+            started = start_stopped_from_export(sys.stdin)
+        else:
+            with open(args.export, encoding="utf-8") as f:
+                started = start_stopped_from_export(f)
+    except GuestError as exc:
+        print(f"webha guests: {exc}", file=sys.stderr)
+        return 1
+    if not started:
+        print("no guest of the stack is shut off")
+    return 0
+
+
 # --------------------------------------------------------------------------- dns
 def dns_args(p: argparse.ArgumentParser) -> None:
     from .dns.cli import add_arguments
@@ -303,6 +327,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "verify": ("is the deployed tier healthy (the post-condition of pulumi up)", verify_args, verify_run),
     "rollout-gate": ("before a VRRP instance change: one holder, nothing else running (pulumi up runs it)",
                      gate_args, gate_run),
+    "guests": ("the stack's guests (from its state): start-stopped before a destroy", guests_args, guests_run),
     "dns": ("the stack's dns output as octoDNS/BIND/external-dns/PowerDNS records", dns_args, dns_run),
 }
 

@@ -66,12 +66,8 @@ def env(checkout):  # noqa: F811
                if k not in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "WEBHA_STATE")}
     environ.update(WEBHA_STATE=str(STATE), WEBHA_CACHE=str(CACHE), WEBHA_STACK="twohv")
     if STATE.exists():  # a killed earlier run: its own scripts tear down what it made
-        # Its guests may be off (a drill killed in its recovery): started first, or every remote
-        # delete step of the destroy dials a dead host 120 times (~15 min a step).
-        sh(["scripts/hypervisors-up.sh"], environ, cwd=checkout, timeout=300)
-        for hv in URIS:
-            for name in domains(environ, hv, "--state-shutoff"):
-                sh(["virsh", "-c", URIS[hv], "start", name], environ, check=False)
+        # Its guests may be off (a drill killed in its recovery): destroy-local.sh starts the
+        # hypervisors and the shut-off guests first (webha/guests.py).
         sh(["scripts/destroy-local.sh"], environ, cwd=checkout, check=False, timeout=1800)
         shutil.rmtree(STATE)
     # From no extra hypervisors: up-local.sh starts them as on a fresh machine. (Refuses, and so
