@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,17 @@ def _stack_args(p: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a stack value, e.g. vrrp.preempt=true, vrrp.advertInt=0.25 (YAML values)",
     )
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse names the option when this refuses)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
 
 
 def _load(args) -> Any:
@@ -130,10 +142,16 @@ def drill_run(args) -> int:
 
 # --------------------------------------------------------------------------- splitbrain
 def splitbrain_args(p: argparse.ArgumentParser) -> None:
+    from .splitbrain import SKEW_LIMIT
+
     _stack_args(p)
     _target_args(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-stats", action="store_true", help="do not signal keepalived for its counters")
+    p.add_argument("--skew-limit", type=_seconds, default=SKEW_LIMIT, metavar="SECONDS",
+                   help="largest clock difference between a node and this machine that is ok "
+                   "(default %(default)s; guests with no time source, e.g. on an isolated lab network, "
+                   "boot with the RTC's whole seconds: up to 1 s apart)")
 
 
 def splitbrain_run(args) -> int:
@@ -146,7 +164,7 @@ def splitbrain_run(args) -> int:
             from .drill import single_holder
 
             single_holder(cluster, 15)
-        report = detect(cluster, stats=not args.no_stats)
+        report = detect(cluster, stats=not args.no_stats, skew_limit=args.skew_limit)
     finally:
         if own is not None:
             own.close()

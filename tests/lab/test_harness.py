@@ -280,3 +280,22 @@ def test_drill_refuses_when_the_event_logs_disagree_with_the_addresses(make_lab)
     lab.hosts["web01"].run(["pkill", "-f", "webha-events.py run"], check=True)
     with pytest.raises(DrillError, match="web01.*webha-events"):
         run_drill(LabCluster(lab), "nginx-kill", observe=1.0)
+
+
+def test_cli_splitbrain_skew_limit_reaches_the_clock_check():
+    """`--skew-limit` is the clock finding's limit: a lab's nodes share this machine's clock, so
+    the default passes and a limit below the read's own uncertainty cannot tell (exit 1)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "webha", "splitbrain", "--set", "vrrp.authType=none", *extra],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+    ok = run()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "limit |difference| <= 0.5s" in ok.stdout
+    tight = run("--skew-limit", "0.000001")
+    assert tight.returncode == 1, tight.stdout + tight.stderr
+    assert "[!!] clock" in tight.stdout and "limit |difference| <= 1e-06s" in tight.stdout
+    bad = run("--skew-limit", "nan")
+    assert bad.returncode == 2 and "--skew-limit: must be a positive number" in bad.stderr

@@ -166,7 +166,10 @@ def test_2_hypervisor_loss_drill(env, checkout):  # noqa: F811
 def test_3_one_holder_after_the_return(env, checkout):  # noqa: F811
     """The split-brain detector over SSH after the return: web02 the only holder, nothing wrong."""
     res = sh([sys.executable, "-m", "webha", "splitbrain", "--target", "ssh", "--stack", "stacks/Pulumi.twohv.yaml",
-              "--known-hosts", str(KNOWN_HOSTS)], env, cwd=checkout, check=False, timeout=300)
+              "--known-hosts", str(KNOWN_HOSTS),
+              # No time source on the lab's LAN: clocks come from the RTC's whole seconds (as in the
+              # e2e tier; web01 0.70 s behind this machine in the CI run of 2026-12-04 21:39).
+              "--skew-limit", "1.5"], env, cwd=checkout, check=False, timeout=300)
     REPORT["splitbrain"] = res.stdout
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     assert "held by web02 only" in res.stdout, res.stdout
