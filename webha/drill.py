@@ -191,7 +191,9 @@ def run_recovery(argv: list[str], timeout: float, grace: float = 30.0, out=None)
     except subprocess.TimeoutExpired:
         left = end_process_group(proc, grace)
         raise DrillError(f"recovery `{shlex.join(argv)}` did not finish in {timeout:.0f} s; ended its process group"
-                         f"{' (SIGKILL after ' + format(grace, '.0f') + ' s: the stack may stay locked)' if left else ''}"
+                         + (f" (SIGKILL after {grace:.0f} s: the stack may stay locked; once no pulumi runs for it, "
+                            "`pulumi cancel --yes` on that stack removes the lock, e.g. "
+                            "`WEBHA_STACK=twohv scripts/pulumi-local.sh cancel --yes`)" if left else "")
                          ) from None
     if rc != 0:
         raise DrillError(f"recovery `{shlex.join(argv)}` exited {rc}")

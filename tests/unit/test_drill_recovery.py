@@ -51,6 +51,9 @@ def test_a_hung_recovery_ends_with_its_whole_process_group(tmp_path, ignore_term
     assert _gone(pid), f"the recovery's grandchild {pid} outlived the drill's timeout"
     # a grandchild that had to be SIGKILLed may have left the stack locked: said so
     assert ("SIGKILL after 1 s" in str(err.value)) == ignore_term, err.value
+    # and how to unlock it (pulumi cancel removes a file backend's lock files: checked by hand
+    # against a stale lock on the engine built here, 2026-12-04)
+    assert ("pulumi-local.sh cancel --yes" in str(err.value)) == ignore_term, err.value
 
 
 def test_a_failed_recovery_names_its_exit_status(tmp_path):
