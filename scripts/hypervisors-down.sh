@@ -43,28 +43,34 @@ fi
 # alive PID COMM: PID is a live process named COMM (a pid file may name a recycled PID).
 alive() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
 
+# gone_within PID COMM TENTHS: waits up to TENTHS x 0.1 s for it to exit; fails if it is still there.
+gone_within() {
+  local _
+  for _ in $(seq 1 "$3"); do
+    alive "$1" "$2" || return 0
+    sleep 0.1
+  done
+  ! alive "$1" "$2"
+}
+
 # stop PID COMM: SIGTERM, up to 15 s, then SIGKILL; fails if it is still there.
 stop() {
-  local pid=$1 comm=$2 _
+  local pid=$1 comm=$2
   alive "$pid" "$comm" || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do
-    alive "$pid" "$comm" || return 0
-    sleep 0.1
-  done
+  gone_within "$pid" "$comm" 150 && return 0
   log "$comm ($pid) still running after 15 s: SIGKILL"
   kill -KILL "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    alive "$pid" "$comm" || return 0
-    sleep 0.1
-  done
-  die "$comm ($pid) does not exit"
+  gone_within "$pid" "$comm" 50 || die "$comm ($pid) does not exit"
 }
+
+# has_netns NAME: the network namespace exists.
+has_netns() { ip netns list | awk '{print $1}' | grep -x "$1" >/dev/null; }
 
 for hv in $HVS; do
   [[ $hv =~ ^hv[1-9]$ ]] || die "hypervisor name $hv: expected hv1-hv9"
   ns=webha-$hv link=webha-$hv-lan run=/run/webha-$hv
-  if ip netns list | awk '{print $1}' | grep -x "$ns" >/dev/null; then
+  if has_netns "$ns"; then
     guests=()
     for pid in $(ip netns pids "$ns"); do
       case "$(cat "/proc/$pid/comm" 2>/dev/null)" in qemu-system*) guests+=("$pid") ;; esac
@@ -82,7 +88,7 @@ for hv in $HVS; do
       stop "$pid" "$d"
     fi
   done
-  if ip netns list | awk '{print $1}' | grep -x "$ns" >/dev/null; then
+  if has_netns "$ns"; then
     # Nothing else may live there: anything left is not ours to kill, so say what it is.
     left=""
     for pid in $(ip netns pids "$ns"); do
@@ -122,7 +128,7 @@ fi
 
 # Post-condition: nothing of these hypervisors is left.
 for hv in $HVS; do
-  ! ip netns list | awk '{print $1}' | grep -x "webha-$hv" >/dev/null || die "$hv: netns webha-$hv still exists"
+  ! has_netns "webha-$hv" || die "$hv: netns webha-$hv still exists"
   ! ip link show "webha-$hv-lan" >/dev/null 2>&1 || die "$hv: link webha-$hv-lan still exists"
   [ ! -e "/run/webha-$hv" ] || die "$hv: /run/webha-$hv still exists"
   for g in "/sys/fs/cgroup/cpu/webha-$hv" "/sys/fs/cgroup/webha-$hv"; do
