@@ -465,7 +465,6 @@ class DrillResult:
         if self.scenario != "vrrp-block":
             lines.append(f"   VIP on {self.expected} after: {fmt(self.vip_moved_s)}")
             lines.append(f"   HTTP via VIP answered by {self.expected} after: {fmt(self.http_moved_s)}")
-        if self.scenario != "vrrp-block":
             gap = self.longest_no_holder
             bound = f" (bound {self.max_no_holder:.1f} s)" if self.max_no_holder is not None else ""
             lines.append("   longest time without a VIP holder: "

@@ -62,14 +62,19 @@ class NodeStream:
         out.add((self.hello or {}).get("now", {}).get("run"))
         return out - {None}
 
-    def fresh(self, rec: dict) -> bool:
-        """Not already in the hello's snapshot (``tail`` repeats the last lines)."""
-        if self.old_runs is not None:
-            return rec.get("run") not in self.old_runs
+    def after_hello(self, rec: dict) -> bool:
+        """Written after this session's hello, not in its snapshot (``tail`` repeats the last lines)."""
         now = (self.hello or {}).get("now", {})
         if rec.get("run") == now.get("run"):
             return rec.get("seq", 0) > now.get("seq", 0)
         return rec.get("wall", 0) > (self.hello or {}).get("wall", 0)
+
+    def fresh(self, rec: dict) -> bool:
+        """A line for the timeline: written after the hello; for a returned node (``old_runs``),
+        any line of a reader run the lost session did not see."""
+        if self.old_runs is not None:
+            return rec.get("run") not in self.old_runs
+        return self.after_hello(rec)
 
 
 class EventStream:
@@ -169,9 +174,7 @@ class EventStream:
                         ns.events.append(Event(ns.node, {**rec, "vip": rec.get("now", {}).get("vip")}, arrived))
                 elif ns.hello is not None and ns.fresh(rec):
                     ns.offset = max(ns.offset, rec["wall"] - arrived)
-                    now = ns.hello.get("now", {})
-                    old = rec.get("run") != now.get("run") or rec.get("seq", 0) <= now.get("seq", 0)
-                    ns.events.append(Event(ns.node, rec, arrived, replayed=old))
+                    ns.events.append(Event(ns.node, rec, arrived, replayed=not ns.after_hello(rec)))
         ns.proc.wait()
         err = ns.proc.stderr.read().strip() if ns.proc.stderr else ""
         with self._lock:
