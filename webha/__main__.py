@@ -97,9 +97,9 @@ def drill_args(p: argparse.ArgumentParser) -> None:
     _target_args(p)
     p.add_argument("--scenario", action="append", choices=SCENARIOS, required=True,
                    help="repeatable; run in order")
-    p.add_argument("--observe", type=float, default=4.0, help="seconds to watch after the fault")
+    p.add_argument("--observe", type=_seconds, default=4.0, help="seconds to watch after the fault")
     p.add_argument("--rate", type=float, default=50.0, help="client requests per second")
-    p.add_argument("--max-no-holder", type=float, metavar="SECONDS",
+    p.add_argument("--max-no-holder", type=_seconds, metavar="SECONDS",
                    help="fail when no node holds the VIP for longer than this during the scenario "
                    "(default: hypervisor-loss only, the new holder's master-down interval + 2 s)")
     p.add_argument("--out", metavar="DIR",
@@ -176,7 +176,7 @@ def splitbrain_run(args) -> int:
 def verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-json", required=True, metavar="FILE_OR_-",
                    help='StackConfig.model_dump(mode="json", by_alias=True) without the secrets; - = stdin')
-    p.add_argument("--deadline", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--deadline", type=_seconds, default=30.0, metavar="SECONDS",
                    help="retry the checks until they pass or this many seconds passed (default 30)")
 
 
@@ -237,7 +237,7 @@ def verify_run(args) -> int:
 def gate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-json", required=True, metavar="FILE_OR_-",
                    help="as for verify (the stack config without secrets, plus the public host keys)")
-    p.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS",
+    p.add_argument("--deadline", type=_seconds, default=120.0, metavar="SECONDS",
                    help="keep looking until the tier may take the change, at most this long (default 120)")
 
 
